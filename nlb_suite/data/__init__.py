@@ -1,0 +1,1 @@
+"""Data in: NWB reading, the data directory, DANDI fetching."""

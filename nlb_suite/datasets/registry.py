@@ -1,0 +1,131 @@
+"""The built-in datasets: the five NLB'21 datasets on DANDI and the synthetic ones made here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .spec import Asset, DatasetSpec, ExpectedCounts, SpecError, load_spec_toml
+
+_MAZE_WINDOW = dict(align_field="move_onset_time", window_ms=(-250, 450))
+_MAZE_PSTH = ("trial_type", "trial_version")
+
+
+def _maze(name: str, dandiset: str, version: str, session: str, train: tuple[int, str],
+          test: tuple[int, str], lag: int, kern: int, counts: ExpectedCounts,
+          scaling_key: str | None, description: str) -> DatasetSpec:
+    stem = f"sub-Jenkins/sub-Jenkins_ses-{session}"
+    return DatasetSpec(
+        name=name, description=description, source="dandi", dandiset=dandiset, version=version,
+        folder=dandiset,
+        train=Asset(f"{stem}_desc-train_behavior+ecephys.nwb", train[0], train[1]),
+        test=Asset(f"{stem}_desc-test_ecephys.nwb", test[0], test[1]),
+        behavior_field="hand_vel", behavior_lag_ms=lag, psth_conditions=_MAZE_PSTH,
+        psth_kern_sd_ms=kern, scaling_key=scaling_key, expected=counts, **_MAZE_WINDOW,
+    )
+
+
+MC_MAZE = _maze(
+    "mc_maze", "000128", "0.220113.0400", "full",
+    (690612247, "a27f84f9c31f077011062fd99a6ced199fdf19e656151f056c3c6244a408a3c4"),
+    (3392688, "ad802feb85beb41660550ee9820ad42e9e591dd61c10d401d1cf2eab3ab5de10"),
+    lag=100, kern=70, scaling_key=None,
+    counts=ExpectedCounts(137, 45, 1721, 574, 2295, 574),
+    description="Jenkins, M1 + PMd, delayed reaches around maze barriers (108 conditions)",
+)
+MC_MAZE_LARGE = _maze(
+    "mc_maze_large", "000138", "0.220113.0407", "large",
+    (148590536, "1188ddf5b822dd9ac49afb8916f4b42a85867613cf7f169d0b04a1d1aeecd700"),
+    (802352, "c65e12e9f484653ec8d85b265fc7e0e93789fd5f760c6adddd54759ac48974f1"),
+    lag=120, kern=50, scaling_key="[500]",
+    counts=ExpectedCounts(122, 40, 375, 125, 500, 100),
+    description="MC_Maze scaling: 500 training trials, 27 conditions",
+)
+MC_MAZE_MEDIUM = _maze(
+    "mc_maze_medium", "000139", "0.220113.0408", "medium",
+    (76604764, "3852799f85f662f1cacadb0d758ba8fa0dc6cca318f46c9b131978adf1baffb6"),
+    (695928, "4021be45ae55f3a8278d1dd6c1237a13d0f3972bed9bc2e543360403118a4a99"),
+    lag=120, kern=50, scaling_key="[250]",
+    counts=ExpectedCounts(114, 38, 188, 62, 250, 100),
+    description="MC_Maze scaling: 250 training trials, 27 conditions",
+)
+MC_MAZE_SMALL = _maze(
+    "mc_maze_small", "000140", "0.220113.0408", "small",
+    (29207528, "dcaf3a524e2b2f65f163ee3b07789b8474bdfc6ca66098bc542ab93dff489884"),
+    (689312, "ca8a0bef5f189eafb9db1961d617e065cb461360718fde1c16a538922a6fa5fe"),
+    lag=120, kern=50, scaling_key="[100]",
+    counts=ExpectedCounts(107, 35, 75, 25, 100, 100),
+    description="MC_Maze scaling: 100 training trials, 27 conditions",
+)
+AREA2_BUMP = DatasetSpec(
+    name="area2_bump", source="dandi", dandiset="000127", version="0.220113.0359", folder="000127",
+    description="Han, somatosensory area 2, centre-out reaches with unexpected bumps (16 conditions)",
+    train=Asset("sub-Han/sub-Han_desc-train_behavior+ecephys.nwb", 1822876234,
+                "639b1a03ab813f96fec76681110a1634942476badc0fd4c93d406c24701f5db2"),
+    test=Asset("sub-Han/sub-Han_desc-test_ecephys.nwb", 492576,
+               "adde1de7bb83d36d93d0a524ccf4ac77cdf370ec826c3acc1d2fc16a21237617"),
+    align_field="move_onset_time", window_ms=(-100, 500), behavior_field="hand_vel",
+    behavior_lag_ms=-20, psth_conditions=("cond_dir", "ctr_hold_bump"), psth_kern_sd_ms=40,
+    decode_mask_field="ctr_hold_bump", eval_allow_overlap=True,
+    expected=ExpectedCounts(49, 16, 272, 92, 364, 98),
+)
+
+# Synthetic sizes mirror the real sessions: (held-in, held-out, train, val, test) trials and units.
+SYNTH_MAZE_SIZES: dict[str, tuple[int, int, int, int, int]] = {
+    "small": (107, 35, 75, 25, 100),
+    "medium": (114, 38, 188, 62, 100),
+    "large": (122, 40, 375, 125, 100),
+    "full": (137, 45, 1721, 574, 574),
+}
+
+
+def _synth_maze(size: str, seed: int = 0) -> DatasetSpec:
+    heldin, heldout, n_train, n_val, n_test = SYNTH_MAZE_SIZES[size]
+    name = "synth_maze" if size == "medium" else f"synth_maze_{size}"
+    folder = f"synthetic/{name}"
+    return DatasetSpec(
+        name=name, source="synthetic", folder=folder,
+        description=f"synthetic MC_Maze ({size} size): rotational latent dynamics, known true rates",
+        train=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-train_behavior+ecephys.nwb"),
+        test=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-test_ecephys.nwb"),
+        behavior_field="hand_vel", behavior_lag_ms=120, psth_conditions=_MAZE_PSTH,
+        psth_kern_sd_ms=50, expected=ExpectedCounts(heldin, heldout, n_train, n_val, n_train + n_val, n_test),
+        generator="maze", generator_args=(("size", size), ("seed", seed)), **_MAZE_WINDOW,
+    )
+
+
+SYNTH_AREA2 = DatasetSpec(
+    name="synth_area2", source="synthetic", folder="synthetic/synth_area2",
+    description="synthetic Area2_Bump: 8 directions x active/passive, bumps as unpredictable inputs",
+    train=Asset("sub-Synth/sub-Synth_desc-train_behavior+ecephys.nwb"),
+    test=Asset("sub-Synth/sub-Synth_desc-test_ecephys.nwb"),
+    align_field="move_onset_time", window_ms=(-100, 500), behavior_field="hand_vel",
+    behavior_lag_ms=-20, psth_conditions=("cond_dir", "ctr_hold_bump"), psth_kern_sd_ms=40,
+    decode_mask_field="ctr_hold_bump", eval_allow_overlap=True,
+    expected=ExpectedCounts(49, 16, 272, 92, 364, 98),
+    generator="area2", generator_args=(("seed", 0),),
+)
+
+BUILTIN: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        MC_MAZE, MC_MAZE_LARGE, MC_MAZE_MEDIUM, MC_MAZE_SMALL, AREA2_BUMP,
+        _synth_maze("medium"), _synth_maze("small"), _synth_maze("large"), _synth_maze("full"),
+        SYNTH_AREA2,
+    )
+}
+
+DEFAULT_DATASET = "synth_maze"
+
+
+def get_spec(name_or_path: str | Path) -> DatasetSpec:
+    """A built-in dataset by name, or a user's dataset from a `.toml` file."""
+    text = str(name_or_path)
+    if text.endswith(".toml"):
+        return load_spec_toml(text)
+    try:
+        return BUILTIN[text]
+    except KeyError:
+        raise SpecError(
+            f"unknown dataset {text!r}; known datasets: {', '.join(BUILTIN)} "
+            "(or give a path to a dataset .toml file)"
+        ) from None

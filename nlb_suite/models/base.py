@@ -1,0 +1,122 @@
+"""The model contract: hyperparameters in the constructor, `fit(tensors)`, `predict(tensors) -> Rates`.
+
+Models are found by name in a registry; their per-dataset hyperparameters live in
+`baselines/<model>.toml` (see `config.py`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from ..errors import NlbSuiteError
+from ..tensors import Tensors
+
+
+@dataclass
+class Rates:
+    """A model's predictions in spikes/bin, shaped like the spikes they predict:
+    (trials, bins, units). These six arrays are what a submission file holds."""
+
+    train_rates_heldin: np.ndarray
+    train_rates_heldout: np.ndarray
+    eval_rates_heldin: np.ndarray
+    eval_rates_heldout: np.ndarray
+    eval_rates_heldin_forward: np.ndarray
+    eval_rates_heldout_forward: np.ndarray
+    # Optional per-trial latent variables for plots and decoding, e.g. "eval_factors",
+    # "eval_inputs" (LFADS), "eval_latents" (GPFA, Kalman): (trials, bins, dims).
+    latents: dict[str, np.ndarray] = field(default_factory=dict)
+
+    ARRAYS: ClassVar[tuple[str, ...]] = (
+        "train_rates_heldin", "train_rates_heldout", "eval_rates_heldin",
+        "eval_rates_heldout", "eval_rates_heldin_forward", "eval_rates_heldout_forward",
+    )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
+    def check_shapes(self, tensors: Tensors) -> None:
+        """Raise ValueError naming the first array whose shape does not fit `tensors`."""
+        expected = {
+            "train_rates_heldin": (tensors.n_train, tensors.n_bins, tensors.n_heldin),
+            "train_rates_heldout": (tensors.n_train, tensors.n_bins, tensors.n_heldout),
+            "eval_rates_heldin": (tensors.n_eval, tensors.n_bins, tensors.n_heldin),
+            "eval_rates_heldout": (tensors.n_eval, tensors.n_bins, tensors.n_heldout),
+            "eval_rates_heldin_forward": (tensors.n_eval, tensors.n_forward, tensors.n_heldin),
+            "eval_rates_heldout_forward": (tensors.n_eval, tensors.n_forward, tensors.n_heldout),
+        }
+        for name, shape in expected.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                raise ValueError(f"{name}: shape {got}, expected {shape}")
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Anything with these two methods is a model. `fit` sees only `Tensors` (no eval targets)."""
+
+    def fit(self, tensors: Tensors) -> "Model": ...
+
+    def predict(self, tensors: Tensors) -> Rates: ...
+
+
+class ModelError(NlbSuiteError, ValueError):
+    """A model name, hyperparameter or input that cannot work; raised before any work starts."""
+
+
+_REGISTRY: dict[str, type] = {}
+M = TypeVar("M", bound=type)
+
+
+def register_model(name: str) -> Callable[[M], M]:
+    """Class decorator: make a model available as `nlb-suite eval --model NAME`."""
+
+    def add(cls: M) -> M:
+        _REGISTRY[name] = cls
+        cls.model_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return add
+
+
+def model_names() -> list[str]:
+    _load_builtin_models()
+    return sorted(_REGISTRY)
+
+
+def model_class(name: str) -> type:
+    _load_builtin_models()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def hyperparameter_names(cls: type) -> list[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def make_model(name: str, **hyperparameters: Any) -> Model:
+    """Instantiate a registered model, rejecting hyperparameters its constructor does not take."""
+    cls = model_class(name)
+    known = hyperparameter_names(cls)
+    unknown = sorted(set(hyperparameters) - set(known))
+    if unknown:
+        raise ModelError(f"model {name!r} has no hyperparameter(s) {unknown}; it takes {known}")
+    return cls(**hyperparameters)
+
+
+def _load_builtin_models() -> None:
+    # Importing the modules registers their classes; done lazily so torch loads only when needed.
+    import importlib
+
+    for module in ("smoothing", "gpfa", "kalman", "lfads"):
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{module}":
+                raise
