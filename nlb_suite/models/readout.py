@@ -1,0 +1,180 @@
+"""Poisson GLM readout from features (smoothed log rates, latents) to spike counts.
+
+One GLM per output unit with a log link and an L2 penalty, minimising exactly scikit-learn's
+`PoissonRegressor` objective
+
+    mean over observed rows of (mu - y log mu)  +  alpha/2 ||w||^2,     mu = exp(X w + b),
+
+(the intercept b is not penalised; this equals sklearn's mean half-deviance up to a constant).
+The benchmark's baselines fit one `PoissonRegressor` per unit in a Python loop; here all units are
+fitted at once by damped Newton steps: the problem is convex, so a handful of Newton iterations
+reach machine precision, and every expensive product is one matrix multiplication over all units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ModelError
+
+# Bytes of the per-chunk outer-product matrix built while accumulating Hessians; bounds memory
+# without making the matrix multiplications too small to be efficient.
+_HESSIAN_CHUNK_BYTES = 32 * 2**20
+# Armijo constant and the most step halvings of the backtracking line search.
+_SUFFICIENT_DECREASE = 1e-4
+_MAX_HALVINGS = 40
+
+
+class PoissonReadout:
+    """Poisson regression of every column of `counts` on `features`, fitted jointly.
+
+    Parameters
+    ----------
+    alpha : L2 penalty on the weights (not the intercept), as in sklearn's PoissonRegressor.
+    max_iter : most Newton iterations.
+    tol : a unit has converged when the largest absolute entry of its gradient is at most `tol`.
+
+    After `fit`: `coef_` (features, units), `intercept_` (units,), `n_iter_` (Newton iterations
+    run) and `converged_` (every unit met `tol`). A unit that never spikes in training has rate 0:
+    its maximum-likelihood intercept is minus infinity, kept so that its predictions are exactly 0.
+    """
+
+    def __init__(self, alpha: float = 1e-2, max_iter: int = 100, tol: float = 1e-8) -> None:
+        if not (np.isfinite(alpha) and alpha >= 0):
+            raise ModelError(f"PoissonReadout alpha must be a finite number >= 0, got {alpha!r}")
+        if int(max_iter) != max_iter or max_iter < 1:
+            raise ModelError(f"PoissonReadout max_iter must be an integer >= 1, got {max_iter!r}")
+        if not (np.isfinite(tol) and tol > 0):
+            raise ModelError(f"PoissonReadout tol must be a finite number > 0, got {tol!r}")
+        self.alpha = float(alpha)
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+
+    def fit(self, features: np.ndarray, counts: np.ndarray) -> "PoissonReadout":
+        """Fit one GLM per column of `counts` (rows, units) on `features` (rows, d).
+
+        Rows with any NaN feature are dropped for every unit; a NaN count drops that row for
+        that unit only (unobserved time is missing data, not silence).
+        """
+        design, targets = _check_fit_arrays(features, counts)
+        n_features = design.shape[1] - 1
+        observed = np.isfinite(targets)
+        n_observed = observed.sum(axis=0)
+        if np.any(n_observed == 0):
+            raise ModelError(f"PoissonReadout: unit(s) {np.flatnonzero(n_observed == 0).tolist()} "
+                             "have no observed rows to fit")
+        counts_filled = np.where(observed, targets, 0.0)
+        if np.any(counts_filled < 0):
+            raise ModelError("PoissonReadout: counts must be >= 0")
+        # Per-unit weights turn sums over rows into means over that unit's observed rows.
+        row_weights = observed / n_observed
+
+        mean_counts = (row_weights * counts_filled).sum(axis=0)
+        silent = mean_counts == 0
+        params = np.zeros((n_features + 1, targets.shape[1]))
+        params[-1] = np.log(np.where(silent, 1.0, mean_counts))
+        active = np.flatnonzero(~silent)
+        n_iter = 0
+        while active.size and n_iter < self.max_iter:
+            active = self._newton_step(design, counts_filled, row_weights, params, active)
+            n_iter += 1
+
+        self.coef_ = params[:-1].copy()
+        self.intercept_ = np.where(silent, -np.inf, params[-1])
+        self.n_iter_ = n_iter
+        self.converged_ = active.size == 0
+        return self
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Rates exp(features @ coef_ + intercept_), shape (rows, units); NaN rows stay NaN."""
+        if not hasattr(self, "coef_"):
+            raise ModelError("PoissonReadout.predict called before fit")
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != self.coef_.shape[0]:
+            raise ModelError(f"PoissonReadout.predict: features have shape {features.shape}, "
+                             f"expected (rows, {self.coef_.shape[0]})")
+        with np.errstate(over="ignore"):
+            return np.exp(features @ self.coef_ + self.intercept_)
+
+    def _objective(self, design: np.ndarray, counts: np.ndarray, row_weights: np.ndarray,
+                   params: np.ndarray) -> np.ndarray:
+        linear = design @ params
+        with np.errstate(over="ignore", invalid="ignore"):
+            data_term = (row_weights * (np.exp(linear) - counts * linear)).sum(axis=0)
+        return data_term + 0.5 * self.alpha * (params[:-1] ** 2).sum(axis=0)
+
+    def _newton_step(self, design: np.ndarray, counts: np.ndarray, row_weights: np.ndarray,
+                     params: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """One damped Newton step for the `active` units (updates `params` in place); returns
+        the units still active afterwards."""
+        theta = params[:, active]
+        y = counts[:, active]
+        weights = row_weights[:, active]
+        rates = np.exp(design @ theta)
+        penalty = self.alpha * np.vstack([theta[:-1], np.zeros((1, active.size))])
+        gradient = design.T @ (weights * (rates - y)) + penalty
+        converged = np.abs(gradient).max(axis=0) <= self.tol
+        if np.all(converged):
+            return active[:0]
+        keep = ~converged
+        active, theta, y, weights = active[keep], theta[:, keep], y[:, keep], weights[:, keep]
+        gradient, rates = gradient[:, keep], rates[:, keep]
+
+        hessian = _weighted_gram(design, weights * rates)
+        ridge = np.full(design.shape[1], self.alpha)
+        ridge[-1] = 0.0
+        hessian += np.diag(ridge)
+        try:
+            direction = -np.linalg.solve(hessian, gradient.T[:, :, None])[:, :, 0].T
+        except np.linalg.LinAlgError:
+            raise ModelError("PoissonReadout: singular Hessian (collinear or constant features); "
+                             "use alpha > 0") from None
+
+        # Backtracking per unit: units whose full step does not decrease enough halve their step.
+        current = self._objective(design, y, weights, theta)
+        slope = (gradient * direction).sum(axis=0)
+        step = np.ones(active.size)
+        for _ in range(_MAX_HALVINGS):
+            candidate = theta + step * direction
+            accepted = (self._objective(design, y, weights, candidate)
+                        <= current + _SUFFICIENT_DECREASE * step * slope)
+            if np.all(accepted):
+                break
+            step = np.where(accepted, step, step / 2)
+        params[:, active] = theta + step * direction
+        return active
+
+
+def _weighted_gram(design: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-unit X^T diag(weights[:, u]) X for all units, shape (units, p, p).
+
+    Computed as weights^T @ (row-wise outer products of X, upper triangle), accumulated over row
+    chunks: one large matrix multiplication instead of a Python loop over units.
+    """
+    n_rows, p = design.shape
+    upper_rows, upper_cols = np.triu_indices(p)
+    chunk = max(1, _HESSIAN_CHUNK_BYTES // (8 * upper_rows.size))
+    packed = np.zeros((weights.shape[1], upper_rows.size))
+    for start in range(0, n_rows, chunk):
+        rows = design[start:start + chunk]
+        packed += weights[start:start + chunk].T @ (rows[:, upper_rows] * rows[:, upper_cols])
+    gram = np.empty((weights.shape[1], p, p))
+    gram[:, upper_rows, upper_cols] = packed
+    gram[:, upper_cols, upper_rows] = packed
+    return gram
+
+
+def _check_fit_arrays(features: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Design matrix with an intercept column and the matching counts, NaN-feature rows dropped."""
+    features = np.asarray(features, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    if features.ndim != 2 or counts.ndim != 2 or features.shape[0] != counts.shape[0]:
+        raise ModelError(f"PoissonReadout.fit: features {features.shape} and counts {counts.shape} "
+                         "must be (rows, d) and (rows, units) with the same rows")
+    if np.any(np.isinf(features)):
+        raise ModelError("PoissonReadout.fit: features contain infinite values")
+    usable = ~np.isnan(features).any(axis=1)
+    if not usable.any():
+        raise ModelError("PoissonReadout.fit: every row has a NaN feature")
+    design = np.hstack([features[usable], np.ones((int(usable.sum()), 1))])
+    return design, counts[usable]
