@@ -10,15 +10,15 @@ _MAZE_WINDOW = dict(align_field="move_onset_time", window_ms=(-250, 450))
 _MAZE_PSTH = ("trial_type", "trial_version")
 
 
-def _maze(name: str, dandiset: str, version: str, session: str, train: tuple[int, str],
-          test: tuple[int, str], lag: int, kern: int, counts: ExpectedCounts,
+def _maze(name: str, dandiset: str, version: str, session: str, train: tuple[int, str, str],
+          test: tuple[int, str, str], lag: int, kern: int, counts: ExpectedCounts,
           scaling_key: str | None, description: str) -> DatasetSpec:
     stem = f"sub-Jenkins/sub-Jenkins_ses-{session}"
     return DatasetSpec(
         name=name, description=description, source="dandi", dandiset=dandiset, version=version,
         folder=dandiset,
-        train=Asset(f"{stem}_desc-train_behavior+ecephys.nwb", train[0], train[1]),
-        test=Asset(f"{stem}_desc-test_ecephys.nwb", test[0], test[1]),
+        train=Asset(f"{stem}_desc-train_behavior+ecephys.nwb", *train),
+        test=Asset(f"{stem}_desc-test_ecephys.nwb", *test),
         behavior_field="hand_vel", behavior_lag_ms=lag, psth_conditions=_MAZE_PSTH,
         psth_kern_sd_ms=kern, scaling_key=scaling_key, expected=counts, **_MAZE_WINDOW,
     )
@@ -26,32 +26,40 @@ def _maze(name: str, dandiset: str, version: str, session: str, train: tuple[int
 
 MC_MAZE = _maze(
     "mc_maze", "000128", "0.220113.0400", "full",
-    (690612247, "a27f84f9c31f077011062fd99a6ced199fdf19e656151f056c3c6244a408a3c4"),
-    (3392688, "ad802feb85beb41660550ee9820ad42e9e591dd61c10d401d1cf2eab3ab5de10"),
+    (690612247, "a27f84f9c31f077011062fd99a6ced199fdf19e656151f056c3c6244a408a3c4",
+     "26e85f09-39b7-480f-b337-278a8f034007"),
+    (3392688, "ad802feb85beb41660550ee9820ad42e9e591dd61c10d401d1cf2eab3ab5de10",
+     "1bd112a4-5ec5-4033-ac30-d88e70e993d9"),
     lag=100, kern=70, scaling_key=None,
     counts=ExpectedCounts(137, 45, 1721, 574, 2295, 574),
     description="Jenkins, M1 + PMd, delayed reaches around maze barriers (108 conditions)",
 )
 MC_MAZE_LARGE = _maze(
     "mc_maze_large", "000138", "0.220113.0407", "large",
-    (148590536, "1188ddf5b822dd9ac49afb8916f4b42a85867613cf7f169d0b04a1d1aeecd700"),
-    (802352, "c65e12e9f484653ec8d85b265fc7e0e93789fd5f760c6adddd54759ac48974f1"),
+    (148590536, "1188ddf5b822dd9ac49afb8916f4b42a85867613cf7f169d0b04a1d1aeecd700",
+     "e67b57b2-e9ad-4d95-b9e3-1262997360dc"),
+    (802352, "c65e12e9f484653ec8d85b265fc7e0e93789fd5f760c6adddd54759ac48974f1",
+     "f42a7bd1-71f4-4972-84a7-2cd1dfbed8a1"),
     lag=120, kern=50, scaling_key="[500]",
     counts=ExpectedCounts(122, 40, 375, 125, 500, 100),
     description="MC_Maze scaling: 500 training trials, 27 conditions",
 )
 MC_MAZE_MEDIUM = _maze(
     "mc_maze_medium", "000139", "0.220113.0408", "medium",
-    (76604764, "3852799f85f662f1cacadb0d758ba8fa0dc6cca318f46c9b131978adf1baffb6"),
-    (695928, "4021be45ae55f3a8278d1dd6c1237a13d0f3972bed9bc2e543360403118a4a99"),
+    (76604764, "3852799f85f662f1cacadb0d758ba8fa0dc6cca318f46c9b131978adf1baffb6",
+     "7ef450a8-8684-42e2-8598-cd38ca2b2e50"),
+    (695928, "4021be45ae55f3a8278d1dd6c1237a13d0f3972bed9bc2e543360403118a4a99",
+     "ac554f8e-7008-4030-9640-6f1cf838a23c"),
     lag=120, kern=50, scaling_key="[250]",
     counts=ExpectedCounts(114, 38, 188, 62, 250, 100),
     description="MC_Maze scaling: 250 training trials, 27 conditions",
 )
 MC_MAZE_SMALL = _maze(
     "mc_maze_small", "000140", "0.220113.0408", "small",
-    (29207528, "dcaf3a524e2b2f65f163ee3b07789b8474bdfc6ca66098bc542ab93dff489884"),
-    (689312, "ca8a0bef5f189eafb9db1961d617e065cb461360718fde1c16a538922a6fa5fe"),
+    (29207528, "dcaf3a524e2b2f65f163ee3b07789b8474bdfc6ca66098bc542ab93dff489884",
+     "7821971e-c6a4-4568-8773-1bfa205c13f8"),
+    (689312, "ca8a0bef5f189eafb9db1961d617e065cb461360718fde1c16a538922a6fa5fe",
+     "544a660e-a173-46f3-985a-60fd67e6ae1f"),
     lag=120, kern=50, scaling_key="[100]",
     counts=ExpectedCounts(107, 35, 75, 25, 100, 100),
     description="MC_Maze scaling: 100 training trials, 27 conditions",
@@ -60,9 +68,11 @@ AREA2_BUMP = DatasetSpec(
     name="area2_bump", source="dandi", dandiset="000127", version="0.220113.0359", folder="000127",
     description="Han, somatosensory area 2, centre-out reaches with unexpected bumps (16 conditions)",
     train=Asset("sub-Han/sub-Han_desc-train_behavior+ecephys.nwb", 1822876234,
-                "639b1a03ab813f96fec76681110a1634942476badc0fd4c93d406c24701f5db2"),
+                "639b1a03ab813f96fec76681110a1634942476badc0fd4c93d406c24701f5db2",
+                "ded26b6c-418d-43f5-8a37-dfd072c2dbd4"),
     test=Asset("sub-Han/sub-Han_desc-test_ecephys.nwb", 492576,
-               "adde1de7bb83d36d93d0a524ccf4ac77cdf370ec826c3acc1d2fc16a21237617"),
+               "adde1de7bb83d36d93d0a524ccf4ac77cdf370ec826c3acc1d2fc16a21237617",
+               "f907b288-a9b4-4c6e-9d66-6812f306e253"),
     align_field="move_onset_time", window_ms=(-100, 500), behavior_field="hand_vel",
     behavior_lag_ms=-20, psth_conditions=("cond_dir", "ctr_hold_bump"), psth_kern_sd_ms=40,
     decode_mask_field="ctr_hold_bump", eval_allow_overlap=True,
