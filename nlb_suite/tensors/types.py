@@ -1,12 +1,4 @@
-"""Trial windows to NLB tensors: model inputs (`Tensors`) and evaluation targets (`EvalTargets`).
-
-Spike times are binned straight into each trial's window with numpy, on the session's global
-bin grid, exactly as nlb_tools 0.0.4 bins them (it resamples a 1 ms frame of the whole session,
-so a window starts at the first bin boundary at or after `align + start`). Time outside a unit's
-`obs_intervals` is NaN. Behaviour is low-pass filtered and decimated from 1 kHz over the whole
-session (the benchmark's FIR, n=500). PSTHs are condition means of Gaussian-smoothed 1 ms spikes,
-summed per bin. Every array's trial order is the order of the trials table.
-"""
+"""The objects a phase and bin size produce: model inputs, evaluation targets, true rates."""
 
 from __future__ import annotations
 

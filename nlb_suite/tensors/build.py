@@ -1,0 +1,226 @@
+"""A dataset's files -> `Tensors`, `EvalTargets` and (synthetic data) `TrueRates`.
+
+Phases: `val` trains on split 'train' and evaluates split 'val', both from the train file, so it
+can be scored here; `test` trains on 'train' + 'val' and evaluates the test file's trials, whose
+held-out spikes only the benchmark's public ground-truth file holds.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from ..data.nwb import NWBFormatError, Recording, read_recording
+from ..data.paths import DatasetFiles, data_dir, require_files
+from ..datasets.spec import DatasetSpec, SpecError
+from ..errors import NlbSuiteError
+from .behavior import decimated_behavior
+from .grid import Windows, gather_windows, ordered_units, seconds_to_ns, spike_tensors, window_start_bins
+from .psth import condition_psth
+from .types import EvalTargets, Phase, Tensors, TrueRates
+
+TRUTH_FILE = "truth.h5"
+TRUTH_BIN_MS = 5
+
+
+class TensorError(NlbSuiteError):
+    """A dataset's files cannot produce the requested tensors."""
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: str, mtime_ns: int, size: int, behavior_field: str | None) -> Recording:
+    return read_recording(path, behavior_fields=(behavior_field,) if behavior_field else ())
+
+
+def read_dataset_file(path: Path, behavior_field: str | None = None) -> Recording:
+    """`read_recording`, remembered while the file is unchanged (tensors and targets share it)."""
+    path = Path(path)
+    if not path.is_file():
+        return read_recording(path)  # raises the missing-file error
+    stat = path.stat()
+    return _read(str(path), stat.st_mtime_ns, stat.st_size, behavior_field)
+
+
+@dataclass(frozen=True)
+class _PhaseTrials:
+    """The recordings and trials (table order) a phase trains and evaluates on."""
+
+    train_rec: Recording
+    train: pd.DataFrame
+    eval_rec: Recording
+    eval: pd.DataFrame
+
+
+def _check(spec: DatasetSpec, phase: str, bin_ms: int) -> None:
+    if phase not in ("val", "test"):
+        raise SpecError(f"phase must be 'val' or 'test', not {phase!r}")
+    spec.check_bin(bin_ms)
+
+
+def _phase_trials(spec: DatasetSpec, phase: Phase, files: DatasetFiles) -> _PhaseTrials:
+    train_rec = read_dataset_file(files.train, spec.behavior_field)
+    if phase == "val":
+        eval_rec, train_splits, eval_splits = train_rec, ("train",), ("val",)
+    else:
+        eval_rec, train_splits, eval_splits = read_dataset_file(files.test), ("train", "val"), ("test",)
+    chosen = _PhaseTrials(
+        train_rec=train_rec, train=train_rec.trials[train_rec.trials["split"].isin(train_splits)],
+        eval_rec=eval_rec, eval=eval_rec.trials[eval_rec.trials["split"].isin(eval_splits)],
+    )
+    for rec, trials, splits in ((train_rec, chosen.train, train_splits), (eval_rec, chosen.eval, eval_splits)):
+        if len(trials) == 0:
+            raise TensorError(f"{rec.path}: no trials with split {' or '.join(splits)}")
+    return chosen
+
+
+def _align_ns(rec: Recording, trials: pd.DataFrame, field: str) -> np.ndarray:
+    if field not in trials.columns:
+        raise NWBFormatError(f"{rec.path}: trials table has no alignment column {field!r}")
+    values = trials[field].to_numpy(dtype=float)
+    if np.isnan(values).any():
+        ids = trials["trial_id"].to_numpy()[np.isnan(values)][:10].tolist()
+        raise TensorError(f"{rec.path}: trial(s) {ids} have no {field} and cannot be aligned")
+    return seconds_to_ns(values)
+
+
+def _decode_mask(spec: DatasetSpec, trials: pd.DataFrame) -> np.ndarray | None:
+    if spec.decode_mask_field is None:
+        return None
+    values = trials[spec.decode_mask_field].to_numpy()
+    return np.stack([values == 0, values == 1], axis=1)
+
+
+def _behavior(spec: DatasetSpec, rec: Recording, align_ns: np.ndarray, bin_ms: int) -> np.ndarray | None:
+    if spec.behavior_field is None:
+        return None
+    values = decimated_behavior(rec, spec.behavior_field, bin_ms)
+    starts = window_start_bins(align_ns, spec.window_ms[0] + spec.behavior_lag_ms, bin_ms)
+    return gather_windows(values, starts, spec.n_bins(bin_ms))
+
+
+def _windows(spec: DatasetSpec, align_ns: np.ndarray, bin_ms: int, forward: bool) -> dict[str, Windows]:
+    start, stop = spec.window_ms
+    windows = {"main": Windows(window_start_bins(align_ns, start, bin_ms), spec.n_bins(bin_ms))}
+    if forward:
+        windows["forward"] = Windows(window_start_bins(align_ns, stop, bin_ms), spec.n_forward_bins(bin_ms))
+    return windows
+
+
+def make_tensors(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path | None = None) -> Tensors:
+    """The model inputs of `phase` at `bin_ms` ms bins."""
+    _check(spec, phase, bin_ms)
+    chosen = _phase_trials(spec, phase, require_files(spec, root))
+    train_rec, eval_rec = chosen.train_rec, chosen.eval_rec
+    train_align = _align_ns(train_rec, chosen.train, spec.align_field)
+    eval_align = _align_ns(eval_rec, chosen.eval, spec.align_field)
+    heldin, heldout = ordered_units(train_rec, False), ordered_units(train_rec, True)
+    eval_heldin = ordered_units(eval_rec, False)
+    if not np.array_equal(eval_rec.units.ids[eval_heldin], train_rec.units.ids[heldin]):
+        raise TensorError(f"{eval_rec.path}: its held-in units differ from those of {train_rec.path}")
+
+    train_windows = _windows(spec, train_align, bin_ms, forward=True)
+    train_in = spike_tensors(train_rec, heldin, bin_ms, train_windows)
+    train_out = spike_tensors(train_rec, heldout, bin_ms, train_windows)
+    eval_in = spike_tensors(eval_rec, eval_heldin, bin_ms, _windows(spec, eval_align, bin_ms, forward=False))
+    return Tensors(
+        dataset=spec.name, phase=phase, bin_ms=bin_ms,
+        train_spikes_heldin=train_in["main"], train_spikes_heldout=train_out["main"],
+        train_spikes_heldin_forward=train_in["forward"], train_spikes_heldout_forward=train_out["forward"],
+        eval_spikes_heldin=eval_in["main"],
+        train_behavior=_behavior(spec, train_rec, train_align, bin_ms),
+        train_decode_mask=_decode_mask(spec, chosen.train),
+        train_trials=chosen.train.reset_index(drop=True), eval_trials=chosen.eval.reset_index(drop=True),
+        heldin_ids=train_rec.units.ids[heldin], heldout_ids=train_rec.units.ids[heldout],
+    )
+
+
+def make_targets(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path | None = None,
+                 include_psth: bool = True) -> EvalTargets:
+    """The evaluation targets of the val phase (the test phase's come from the benchmark's
+    public ground-truth file, since the test file holds no held-out spikes)."""
+    _check(spec, phase, bin_ms)
+    if phase != "val":
+        raise TensorError(
+            f"{spec.name}: test-phase targets are not in the NWB files; score test submissions "
+            "against the benchmark's eval_data_test.h5 (`nlb-suite score --phase test`)"
+        )
+    chosen = _phase_trials(spec, phase, require_files(spec, root))
+    rec = chosen.train_rec
+    train_align = _align_ns(rec, chosen.train, spec.align_field)
+    eval_align = _align_ns(rec, chosen.eval, spec.align_field)
+    heldin, heldout = ordered_units(rec, False), ordered_units(rec, True)
+    windows = _windows(spec, eval_align, bin_ms, forward=True)
+    eval_in = spike_tensors(rec, heldin, bin_ms, {"forward": windows["forward"]})
+    eval_out = spike_tensors(rec, heldout, bin_ms, windows)
+    targets = EvalTargets(
+        dataset=spec.name, bin_ms=bin_ms,
+        eval_spikes_heldout=eval_out["main"],
+        eval_spikes_heldin_forward=eval_in["forward"], eval_spikes_heldout_forward=eval_out["forward"],
+        train_behavior=_behavior(spec, rec, train_align, bin_ms),
+        eval_behavior=_behavior(spec, rec, eval_align, bin_ms),
+        train_decode_mask=_decode_mask(spec, chosen.train), eval_decode_mask=_decode_mask(spec, chosen.eval),
+    )
+    if include_psth and spec.psth_conditions:
+        considered = rec.trials["split"].isin(("train", "val")).to_numpy()
+        trials = rec.trials[considered]
+        psth = condition_psth(
+            rec, spec, bin_ms, trials,
+            train_mask=(trials["split"] == "train").to_numpy(), eval_mask=(trials["split"] == "val").to_numpy(),
+        )
+        targets.psth = psth.psth
+        targets.train_cond_idx = psth.train_cond_idx
+        targets.eval_cond_idx = psth.eval_cond_idx
+    return targets
+
+
+def make_true_rates(spec: DatasetSpec, tensors: Tensors, root: str | Path | None = None) -> TrueRates | None:
+    """Ground-truth rates aligned with `tensors`, for datasets that ship a truth file (synthetic
+    ones); None otherwise. The truth file holds expected counts per 5 ms bin of each file's clock."""
+    files = require_files(spec, root)
+    if spec.folder is None or not (data_dir(root) / spec.folder / TRUTH_FILE).is_file():
+        return None
+    truth_path = data_dir(root) / spec.folder / TRUTH_FILE
+    chosen = _phase_trials(spec, tensors.phase, files)
+    factor = tensors.bin_ms // TRUTH_BIN_MS
+    if tensors.bin_ms % TRUTH_BIN_MS:
+        raise TensorError(f"{truth_path}: true rates exist at multiples of {TRUTH_BIN_MS} ms only")
+    with h5py.File(truth_path, "r") as f:
+        train = _truth_windows(f["train"], "rates", "unit_ids", chosen.train_rec, chosen.train, spec, tensors, factor)
+        eval_group = "train" if tensors.phase == "val" else "test"
+        rates_key, ids_key = ("rates", "unit_ids") if eval_group == "train" else ("rates_all", "unit_ids_all")
+        evaluation = _truth_windows(f[eval_group], rates_key, ids_key, chosen.eval_rec, chosen.eval, spec, tensors, factor)
+    return TrueRates(
+        train_heldin=train["main"][..., _columns(train["ids"], tensors.heldin_ids)],
+        train_heldout=train["main"][..., _columns(train["ids"], tensors.heldout_ids)],
+        eval_heldin=evaluation["main"][..., _columns(evaluation["ids"], tensors.heldin_ids)],
+        eval_heldout=evaluation["main"][..., _columns(evaluation["ids"], tensors.heldout_ids)],
+        eval_heldin_forward=evaluation["forward"][..., _columns(evaluation["ids"], tensors.heldin_ids)],
+        eval_heldout_forward=evaluation["forward"][..., _columns(evaluation["ids"], tensors.heldout_ids)],
+    )
+
+
+def _columns(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    where = {int(u): i for i, u in enumerate(ids)}
+    return np.array([where[int(u)] for u in wanted], dtype=int)
+
+
+def _truth_windows(group: h5py.Group, rates_key: str, ids_key: str, rec: Recording, trials: pd.DataFrame,
+                   spec: DatasetSpec, tensors: Tensors, factor: int) -> dict[str, np.ndarray]:
+    table_rows = rec.trials.index.get_indexer(trials.index)
+    rates = group[rates_key][()][table_rows]
+    first = group["first_bin"][()][table_rows]
+    align = _align_ns(rec, trials, spec.align_field)
+    out: dict[str, np.ndarray] = {"ids": group[ids_key][()]}
+    for name, window in _windows(spec, align, tensors.bin_ms, forward=True).items():
+        offsets = window.starts * factor - first
+        idx = offsets[:, None] + np.arange(window.n_bins * factor)[None, :]
+        if idx.min() < 0 or idx.max() >= rates.shape[1]:
+            raise TensorError(f"{group.file.filename}: true rates do not cover the {name} windows")
+        picked = np.take_along_axis(rates, idx[:, :, None], axis=1)
+        out[name] = picked.reshape(len(trials), window.n_bins, factor, -1).sum(axis=2)
+    return out

@@ -1,0 +1,238 @@
+"""PSTH targets: per condition, the mean over trials of Gaussian-smoothed spikes, per bin.
+
+The benchmark smooths each unit's 1 ms spikes over the whole session (each observed stretch
+separately: unobserved time is NaN and splits the signal), sums the smoothed values per bin,
+and averages the trial windows of a condition. Smoothing is linear, so for a trial whose window
+lies in one observed stretch the binned smoothed window equals (the 1 ms spikes of that stretch
+around the window) @ K, with K the kernel summed per bin; summing spikes over a condition's
+trials first, then one product per condition, gives the same PSTH for a fraction of the work.
+Windows that are cut short or touch unobserved time are computed one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import signal
+
+from ..data.nwb import NWBFormatError, Recording
+from ..datasets.spec import DatasetSpec
+from .grid import NS_PER_MS, ONE_US_NS, UnitSpikes, ceil_div, ordered_units, seconds_to_ns, unit_spikes
+
+
+@dataclass
+class PsthTargets:
+    psth: np.ndarray  # (conditions, bins, held-in + held-out units)
+    train_cond_idx: list[np.ndarray]
+    eval_cond_idx: list[np.ndarray]
+
+
+def gaussian_kernel(sd_ms: int) -> np.ndarray:
+    # nlb_tools' window: 6 sd long at 1 ms, symmetric, normalised to sum 1.
+    kernel = signal.windows.gaussian(int(6 * sd_ms), sd_ms, sym=True)
+    return kernel / kernel.sum()
+
+
+def binned_kernel(kernel: np.ndarray, n_bins: int, bin_ms: int) -> np.ndarray:
+    """(n_bins*bin_ms + 2*len(kernel), n_bins): 1 ms spikes from len(kernel) ms before the window
+    to len(kernel) ms after it, @ this, give the per-bin sums of the 'same'-mode smoothed window."""
+    length = len(kernel)
+    offset = (length - 1) // 2
+    out_ms = np.arange(n_bins * bin_ms)[:, None]
+    taps = np.arange(length)[None, :]
+    rows = out_ms + length + offset - taps
+    cols = np.broadcast_to(out_ms // bin_ms, rows.shape)
+    matrix = np.zeros((n_bins * bin_ms + 2 * length, n_bins))
+    np.add.at(matrix, (rows, cols), np.broadcast_to(kernel, rows.shape))
+    return matrix
+
+
+def window_lengths(trials: pd.DataFrame, included: np.ndarray, align_ns: np.ndarray, spec: DatasetSpec,
+                   bin_ms: int, end_ms: int) -> np.ndarray:
+    """Bins kept by each included trial (0 for the others) when windows may not run into the
+    next included trial (nlb_tools' make_trial_data without allow_overlap) nor past the session.
+
+    nlb_tools bounds trial i by the *next included* trial j: the smaller of j's window start and
+    the start time of the trial after j in the full table (a quirk kept for equality)."""
+    n = spec.n_bins(bin_ms)
+    bw = bin_ms * NS_PER_MS
+    nan_ns = np.iinfo(np.int64).min
+    start_ns = seconds_to_ns(trials["start_time"].to_numpy(float)).astype(float)
+    next_start = np.append(start_ns[1:], np.nan)
+    window_start = np.where(align_ns == nan_ns, np.nan, align_ns + spec.window_ms[0] * NS_PER_MS)
+    window_end = np.where(align_ns == nan_ns, np.nan, align_ns + spec.window_ms[1] * NS_PER_MS - ONE_US_NS)
+    rows = np.flatnonzero(included)
+    bound = np.full(len(rows), np.nan)
+    bound[:-1] = np.fmin(next_start[rows[1:]], window_start[rows[1:]])
+    lengths = np.zeros(len(trials), dtype=np.int64)
+    has_align = ~np.isnan(window_start[rows])
+    r = rows[has_align]
+    first = ceil_div(window_start[r].astype(np.int64), bw)
+    end = window_end[r]
+    b = bound[has_align]
+    cut = ~np.isnan(b) & (end > b)
+    last = np.where(cut, np.floor((np.where(cut, b, 0) - ONE_US_NS) / bw), first + n - 1)
+    last = np.minimum(last, (end_ms - 1) // bin_ms)
+    lengths[r] = np.clip(last - first + 1, 0, n).astype(np.int64)
+    return lengths
+
+
+def _segments(observed: np.ndarray) -> np.ndarray:
+    """Id of the observed stretch each ms belongs to (1, 2, ...), 0 where unobserved."""
+    starts = observed & ~np.concatenate([[False], observed[:-1]])
+    return np.cumsum(starts) * observed
+
+
+@dataclass
+class _Layout:
+    """Where each kept trial's window sits: on the 1 ms grid, and among the PSTH rows."""
+
+    trial_rows: np.ndarray  # kept trials' positions in the PSTH trial table
+    condition: np.ndarray  # condition index per kept trial
+    first_ms: np.ndarray  # first ms of the window
+    row: np.ndarray  # PSTH row of the window's first bin
+    length: np.ndarray  # bins kept
+
+
+def _spikes_in_ranges(ms: np.ndarray, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges [start, start + width): the range index and offset of every spike inside."""
+    lo = np.searchsorted(ms, starts)
+    hi = np.searchsorted(ms, starts + width)
+    counts = hi - lo
+    owner = np.repeat(np.arange(len(starts)), counts)
+    first_of = np.repeat(np.cumsum(counts) - counts, counts)
+    picked = ms[np.arange(counts.sum()) - first_of + np.repeat(lo, counts)]
+    return owner, picked - starts[owner]
+
+
+def condition_psth(rec: Recording, spec: DatasetSpec, bin_ms: int, trials: pd.DataFrame,
+                   train_mask: np.ndarray, eval_mask: np.ndarray) -> PsthTargets:
+    """PSTHs of the conditions found among `trials` (the non-ignored trials, table order), with
+    each condition's positions among the train and eval trials that have an alignment time."""
+    fields = list(spec.psth_conditions)
+    missing = [f for f in fields + [spec.align_field] if f not in trials.columns]
+    if missing:
+        raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing} needed for PSTHs")
+    n = spec.n_bins(bin_ms)
+    bw = bin_ms * NS_PER_MS
+    values = trials[fields].to_numpy(dtype=object)
+    complete = ~pd.isna(trials[fields]).any(axis=1).to_numpy()
+    keys = [tuple(v) for v in values.tolist()]
+    conditions = sorted({k for k, ok in zip(keys, complete) if ok})
+    align_ns = seconds_to_ns(trials[spec.align_field].to_numpy(float))
+    has_align = align_ns != np.iinfo(np.int64).min
+
+    kept_sets: list[np.ndarray] = []
+    kept_lengths: list[np.ndarray] = []
+    for comb in conditions:
+        member = complete & np.array([k == comb for k in keys])
+        lengths = window_lengths(trials, member, align_ns, spec, bin_ms, rec.end_ms)
+        aligned = member & has_align
+        if not aligned.any():
+            continue
+        kept_sets.append(aligned & (lengths >= 0.8 * lengths[aligned].mean()))
+        kept_lengths.append(lengths)
+
+    first_bin = ceil_div(np.where(has_align, align_ns, 0) + spec.window_ms[0] * NS_PER_MS, bw)
+    row_of_first = first_bin - ceil_div(np.where(has_align, align_ns, 0), bw)
+    trial_rows = np.concatenate([np.flatnonzero(kept) for kept in kept_sets])
+    layout = _Layout(
+        trial_rows=trial_rows,
+        condition=np.concatenate([np.full(kept.sum(), c) for c, kept in enumerate(kept_sets)]),
+        first_ms=first_bin[trial_rows] * bin_ms,
+        row=row_of_first[trial_rows] - row_of_first[trial_rows].min(),
+        length=np.concatenate([lengths[kept] for kept, lengths in zip(kept_sets, kept_lengths)]),
+    )
+    n_rows = n + int(layout.row.max())
+    units = np.concatenate([ordered_units(rec, False), ordered_units(rec, True)])
+    sums = np.zeros((len(kept_sets), n_rows, len(units)))
+    counts = np.zeros_like(sums)
+    kernel = gaussian_kernel(spec.psth_kern_sd_ms)
+    _accumulate(unit_spikes(rec, units), layout, kernel, n, bin_ms, sums, counts)
+
+    psths = []
+    for c in range(len(kept_sets)):
+        mine = layout.condition == c
+        present = np.zeros(n_rows, dtype=bool)
+        for row, length in zip(layout.row[mine], layout.length[mine]):
+            present[row: row + length] = True
+        rows = np.flatnonzero(present)[: int(layout.length[mine].min())]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            psths.append(sums[c, rows] / counts[c, rows])
+    max_len = max(p.shape[0] for p in psths)
+    psth = np.stack([np.vstack([p, np.full((max_len - p.shape[0], p.shape[1]), np.nan)]) for p in psths])
+
+    def positions(mask: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        candidates = mask & has_align
+        return np.flatnonzero(kept[candidates])
+
+    return PsthTargets(
+        psth=psth,
+        train_cond_idx=[positions(train_mask, kept) for kept in kept_sets],
+        eval_cond_idx=[positions(eval_mask, kept) for kept in kept_sets],
+    )
+
+
+def _accumulate(spikes: list[UnitSpikes], layout: _Layout, kernel: np.ndarray, n: int, bin_ms: int,
+                sums: np.ndarray, counts: np.ndarray) -> None:
+    """Add every kept window's smoothed, binned spikes into sums[condition, row, unit] and count
+    the non-NaN contributions."""
+    pad = len(kernel)
+    width = n * bin_ms + 2 * pad
+    matrix = binned_kernel(kernel, n, bin_ms)
+    ext_start = layout.first_ms - pad
+    n_rows = sums.shape[1]
+    # Regular windows (full length, observed throughout, inside one observed stretch) are summed
+    # per (condition, first row) group before smoothing.
+    group_keys, group = np.unique(layout.condition * n_rows + layout.row, return_inverse=True)
+    cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for u, unit in enumerate(spikes):
+        key = id(unit.observed)
+        if key not in cache:
+            segments = _segments(unit.observed)
+            window_idx = layout.first_ms[:, None] + np.arange(n * bin_ms)[None, :]
+            inside = (window_idx >= 0) & (window_idx < len(segments))
+            window_seg = np.where(inside, segments[np.clip(window_idx, 0, len(segments) - 1)], 0)
+            own_seg = window_seg[:, 0]
+            regular = (layout.length == n) & (own_seg > 0) & (window_seg == own_seg[:, None]).all(axis=1)
+            cache[key] = (segments, own_seg, regular)
+        segments, own_seg, regular = cache[key]
+        reg = np.flatnonzero(regular)
+        owner, offset = _spikes_in_ranges(unit.ms, ext_start[reg], width)
+        same_stretch = segments[ext_start[reg][owner] + offset] == own_seg[reg][owner]
+        flat = group[reg][owner[same_stretch]] * width + offset[same_stretch]
+        summed = np.bincount(flat, minlength=len(group_keys) * width).reshape(len(group_keys), width)
+        binned = summed @ matrix
+        members = np.bincount(group[reg], minlength=len(group_keys))
+        for g in np.flatnonzero(members):
+            c, row = divmod(int(group_keys[g]), n_rows)
+            sums[c, row: row + n, u] += binned[g]
+            counts[c, row: row + n, u] += members[g]
+        for t in np.flatnonzero(~regular):
+            _add_irregular(unit, segments, layout, t, kernel, n, bin_ms, sums[:, :, u], counts[:, :, u])
+
+
+def _add_irregular(unit: UnitSpikes, segments: np.ndarray, layout: _Layout, t: int, kernel: np.ndarray,
+                   n: int, bin_ms: int, sums: np.ndarray, counts: np.ndarray) -> None:
+    """One window cut short or touching unobserved time: smooth each observed stretch apart."""
+    pad = len(kernel)
+    offset = (pad - 1) // 2
+    start = layout.first_ms[t] - pad
+    idx = start + np.arange(n * bin_ms + 2 * pad)
+    inside = (idx >= 0) & (idx < len(segments))
+    seg = np.where(inside, segments[np.clip(idx, 0, len(segments) - 1)], 0)
+    lo, hi = np.searchsorted(unit.ms, [start, start + len(idx)])
+    x = np.bincount(unit.ms[lo:hi] - start, minlength=len(idx)).astype(float)
+    smoothed = np.zeros(len(idx))
+    for s in np.unique(seg[seg > 0]):
+        part = np.where(seg == s, x, 0.0)
+        full = np.convolve(part, kernel)[offset: offset + len(idx)]
+        smoothed[seg == s] = full[seg == s]
+    window = smoothed[pad: pad + n * bin_ms].reshape(n, bin_ms).sum(axis=1)
+    first_observed = seg[pad: pad + n * bin_ms: bin_ms] > 0
+    c, row, length = layout.condition[t], layout.row[t], layout.length[t]
+    valid = first_observed[:length]
+    sums[c, row: row + length] += np.where(valid, window[:length], 0.0)
+    counts[c, row: row + length] += valid
