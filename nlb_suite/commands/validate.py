@@ -1,0 +1,80 @@
+"""`nlb-suite validate`: check a submission file against datasets' shapes before scoring it."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..datasets import BUILTIN, get_spec
+from ..submission import (
+    ExpectedShapes, Problem, SubmissionError, expected_for_dataset, read_submission, validate_submission,
+)
+
+NAME = "validate"
+HELP = "check a submission file: groups, array names, shapes, dtype, NaN / inf / negative rates"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="submission HDF5 file")
+    parser.add_argument(
+        "--dataset", nargs="+", action="extend", metavar="NAME",
+        help="dataset name(s) or .toml spec(s) the file must hold (default: every group in the file, "
+             "each named after a known dataset, e.g. mc_maze or mc_maze_20)",
+    )
+    parser.add_argument("--phase", choices=("val", "test"), default="val",
+                        help="which trial counts to expect (default: val)")
+    parser.add_argument("--bin", type=int, choices=(5, 20), default=None, dest="bin_ms",
+                        help="bin size in ms of the --dataset groups (default: 5)")
+
+
+def _groups_by_name() -> dict[str, tuple[str, int]]:
+    """Group name -> (built-in dataset, bin size), e.g. 'mc_maze_20' -> ('mc_maze', 20)."""
+    return {
+        spec.result_name(bin_ms): (spec.name, bin_ms) for spec in BUILTIN.values() for bin_ms in spec.bin_sizes
+    }
+
+
+def _expected_from_names(groups: list[str], phase: str) -> tuple[dict[str, ExpectedShapes], list[Problem]]:
+    """Expectations for each group, read off its name; a name no dataset has is a problem."""
+    known = _groups_by_name()
+    expected: dict[str, ExpectedShapes] = {}
+    problems: list[Problem] = []
+    for group in groups:
+        if group not in known:
+            problems.append(Problem(
+                "not a known dataset group name; pass --dataset (and --bin) to say what it holds", group))
+            continue
+        dataset, bin_ms = known[group]
+        expected |= expected_for_dataset(BUILTIN[dataset], phase, bin_ms)
+    return expected, problems
+
+
+def _problems(args: argparse.Namespace) -> tuple[list[str], list[Problem]]:
+    """The groups checked and every problem found."""
+    try:
+        arrays = read_submission(args.file)
+    except SubmissionError as err:
+        return [], err.problems
+    if args.dataset:
+        expected: dict[str, ExpectedShapes] = {}
+        for name in args.dataset:
+            expected |= expected_for_dataset(get_spec(name), args.phase, args.bin_ms or 5)
+        naming_problems: list[Problem] = []
+    else:
+        if args.bin_ms is not None:
+            print("note: --bin applies to --dataset; the bin size of each group is read from its name")
+        expected, naming_problems = _expected_from_names(list(arrays), args.phase)
+    # Other groups are left alone: with --dataset they may belong to another dataset (the scaled
+    # mazes share one file); without it, unknown names are already reported above.
+    problems = validate_submission(arrays, expected, allow_extra_groups=True)
+    return list(expected), naming_problems + problems
+
+
+def run(args: argparse.Namespace) -> int:
+    checked, problems = _problems(args)
+    for problem in problems:
+        print(f"{args.file}: {problem}")
+    if problems:
+        print(f"{args.file}: invalid ({len(problems)} problem(s))")
+        return 1
+    print(f"{args.file}: valid for the {args.phase} phase ({', '.join(checked)})")
+    return 0

@@ -1,0 +1,349 @@
+"""Submission files in the EvalAI format of NLB'21, and their validation.
+
+A submission is an HDF5 file with one group per dataset and bin size (`mc_maze`, `mc_maze_20`,
+`area2_bump`, `synth_maze`, ...), each holding a model's rates in spikes/bin, shaped
+(trials, bins, units):
+
+    train_rates_heldin, train_rates_heldout, eval_rates_heldin, eval_rates_heldout   required
+    eval_rates_heldin_forward, eval_rates_heldout_forward                             optional
+
+The three scaled mazes share one file, so writing into an existing file adds or replaces groups
+and keeps the others.
+
+Validation policy (one list of `Problem`s, each naming group, array and trials):
+- every expected group is present; with `allow_extra_groups=False` no other group is;
+- the four required arrays are present, the forward pair is both present or both absent, and no
+  array has an unknown name (a typo would otherwise silently drop a metric);
+- shapes are 3-d and match the expected trials, bins and units; dimensions the expectation leaves
+  open must still agree between the arrays of one group;
+- dtype: float32 or float64. The benchmark casts rates to float64 before scoring, so both give
+  the same numbers; float16 is refused because its 3 significant digits change the scores, and
+  integer or boolean arrays are refused because rates are not counts;
+- values: no NaN, no infinity, no negative rate (zero is allowed: the scorer treats it as 1e-9).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .datasets.spec import DatasetSpec
+from .errors import NlbSuiteError
+from .models.base import Rates
+from .tensors import Phase
+
+REQUIRED_ARRAYS = ("train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout")
+FORWARD_ARRAYS = ("eval_rates_heldin_forward", "eval_rates_heldout_forward")
+SUBMISSION_ARRAYS = REQUIRED_ARRAYS + FORWARD_ARRAYS
+ACCEPTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Trial indices listed in one message before the rest is summarised as a count.
+MAX_LISTED_TRIALS = 10
+
+SubmissionArrays = dict[str, dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a submission. `group` / `array` are None for file-level problems."""
+
+    message: str
+    group: str | None = None
+    array: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.group is not None:
+            where.append(f"group {self.group!r}")
+        if self.array is not None:
+            where.append(f"array {self.array!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class SubmissionError(NlbSuiteError, ValueError):
+    """A submission file cannot be read or does not fit what it is scored against."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: invalid submission ({len(problems)} problem(s)):\n{listing}")
+
+
+# Axis names of each array, used both to build expected shapes and to explain a mismatch.
+_AXES: dict[str, tuple[str, str, str]] = {
+    "train_rates_heldin": ("n_train", "n_bins", "n_heldin"),
+    "train_rates_heldout": ("n_train", "n_bins", "n_heldout"),
+    "eval_rates_heldin": ("n_eval", "n_bins", "n_heldin"),
+    "eval_rates_heldout": ("n_eval", "n_bins", "n_heldout"),
+    "eval_rates_heldin_forward": ("n_eval", "n_forward_bins", "n_heldin"),
+    "eval_rates_heldout_forward": ("n_eval", "n_forward_bins", "n_heldout"),
+}
+_AXIS_WORDS = {
+    "n_train": "train trials", "n_eval": "eval trials", "n_bins": "bins",
+    "n_forward_bins": "forward bins", "n_heldin": "held-in units", "n_heldout": "held-out units",
+}
+
+
+@dataclass(frozen=True)
+class ExpectedShapes:
+    """The sizes one submission group must have. None leaves a size open (not known beforehand);
+    open sizes must still agree between the group's arrays."""
+
+    n_train: int | None
+    n_eval: int | None
+    n_bins: int | None
+    n_forward_bins: int | None
+    n_heldin: int | None
+    n_heldout: int | None
+
+    @classmethod
+    def from_spec(cls, spec: DatasetSpec, phase: Phase, bin_ms: int) -> ExpectedShapes:
+        """Sizes from a dataset's specification: trial and unit counts of the phase, bins of the
+        trial window and the forward window at `bin_ms`."""
+        spec.check_bin(bin_ms)
+        counts = spec.expected
+        n_train, n_eval = (
+            (counts.val_train_trials, counts.val_eval_trials)
+            if phase == "val"
+            else (counts.test_train_trials, counts.test_eval_trials)
+        )
+        return cls(
+            n_train=n_train, n_eval=n_eval, n_bins=spec.n_bins(bin_ms),
+            n_forward_bins=spec.n_forward_bins(bin_ms),
+            n_heldin=counts.heldin_units, n_heldout=counts.heldout_units,
+        )
+
+    @classmethod
+    def from_targets(cls, target_arrays: Mapping[str, np.ndarray]) -> ExpectedShapes:
+        """Sizes from one group of an eval-target file (NLB layout): eval trials, bins and held-out
+        units from `eval_spikes_heldout`, train trials from `train_behavior`, held-in units and
+        forward bins from `eval_spikes_heldin_forward` (or from `psth`, which holds all units)."""
+        heldout = target_arrays["eval_spikes_heldout"]
+        n_eval, n_bins, n_heldout = (int(size) for size in heldout.shape)
+        n_train = None
+        for name in ("train_behavior", "train_decode_mask"):
+            if name in target_arrays:
+                n_train = int(target_arrays[name].shape[0])
+                break
+        n_heldin = n_forward = None
+        if "eval_spikes_heldin_forward" in target_arrays:
+            _, n_forward, n_heldin = (int(size) for size in target_arrays["eval_spikes_heldin_forward"].shape)
+        elif "psth" in target_arrays:
+            n_heldin = int(target_arrays["psth"].shape[2]) - n_heldout
+        return cls(n_train=n_train, n_eval=n_eval, n_bins=n_bins, n_forward_bins=n_forward,
+                   n_heldin=n_heldin, n_heldout=n_heldout)
+
+
+def expected_for_dataset(spec: DatasetSpec, phase: Phase, bin_ms: int) -> dict[str, ExpectedShapes]:
+    """The one group a submission for `spec` at `bin_ms` must hold, keyed by its group name."""
+    return {spec.result_name(bin_ms): ExpectedShapes.from_spec(spec, phase, bin_ms)}
+
+
+def expected_from_targets(targets: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, ExpectedShapes]:
+    """Expected shapes of every group of an eval-target file that holds `eval_spikes_heldout`."""
+    return {
+        group: ExpectedShapes.from_targets(arrays)
+        for group, arrays in targets.items()
+        if "eval_spikes_heldout" in arrays
+    }
+
+
+def _check_group_name(path: Path, name: str) -> None:
+    if not name or "/" in name:
+        raise SubmissionError(str(path), [Problem(f"invalid group name {name!r} (empty or containing '/')")])
+
+
+def _write_rates(group: h5py.Group, rates: Rates) -> None:
+    for name, values in rates.arrays().items():
+        group.create_dataset(name, data=np.asarray(values, dtype=np.float32))
+
+
+def write_submission(path: str | Path, groups: Mapping[str, Rates]) -> Path:
+    """Write `groups` (group name -> rates) as float32 into the submission file at `path`.
+
+    Groups already in the file and not named in `groups` are kept; named ones are replaced. The
+    new file is built beside the old one and moved into place, so a crash leaves either the old
+    or the new file, never a mixture.
+    """
+    path = Path(path)
+    for name in groups:
+        _check_group_name(path, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        with h5py.File(temp_name, "w") as out:
+            if path.exists():
+                with _open(path) as old:
+                    for name in old:
+                        if name not in groups:
+                            old.copy(old[name], out, name=name)
+            for name, rates in groups.items():
+                _write_rates(out.create_group(name), rates)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise SubmissionError(str(path), [Problem("file not found")])
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise SubmissionError(str(path), [Problem(f"not a readable HDF5 file ({err})")]) from None
+
+
+def _read_with_problems(path: Path) -> tuple[SubmissionArrays, list[Problem]]:
+    """Every array of every group, plus the layout problems found while reading (top-level
+    datasets, nested groups), which `validate_submission` reports alongside the rest."""
+    arrays: SubmissionArrays = {}
+    problems: list[Problem] = []
+    with _open(path) as file:
+        for group_name, group in file.items():
+            if not isinstance(group, h5py.Group):
+                problems.append(Problem(f"top-level dataset {group_name!r}; rates belong in a group per dataset"))
+                continue
+            arrays[group_name] = {}
+            for array_name, item in group.items():
+                if isinstance(item, h5py.Dataset):
+                    arrays[group_name][array_name] = item[()]
+                else:
+                    problems.append(Problem("unexpected nested group", group_name, array_name))
+    return arrays, problems
+
+
+def read_submission(path: str | Path) -> SubmissionArrays:
+    """All arrays of a submission file: group name -> array name -> array."""
+    path = Path(path)
+    arrays, problems = _read_with_problems(path)
+    if problems:
+        raise SubmissionError(str(path), problems)
+    return arrays
+
+
+def _trial_list(mask: np.ndarray) -> str:
+    """'trials 0, 5, 7' for the first axis of a 3-d mask (a shorter summary past MAX_LISTED_TRIALS)."""
+    trials = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    listed = ", ".join(str(t) for t in trials[:MAX_LISTED_TRIALS])
+    more = f" and {len(trials) - MAX_LISTED_TRIALS} more" if len(trials) > MAX_LISTED_TRIALS else ""
+    word = "trial" if len(trials) == 1 else "trials"
+    return f"{word} {listed}{more}"
+
+
+def _value_problems(group: str, name: str, values: np.ndarray) -> list[Problem]:
+    problems = []
+    nan = np.isnan(values)
+    if nan.any():
+        problems.append(Problem(f"{int(nan.sum())} NaN value(s) in {_trial_list(nan)}", group, name))
+    infinite = np.isinf(values)
+    if infinite.any():
+        problems.append(Problem(f"{int(infinite.sum())} infinite value(s) in {_trial_list(infinite)}", group, name))
+    negative = values < 0  # NaN compares False, so NaN is not counted twice
+    if negative.any():
+        problems.append(Problem(
+            f"{int(negative.sum())} negative rate(s) (minimum {float(values[negative].min()):.6g}) "
+            f"in {_trial_list(negative)}", group, name,
+        ))
+    return problems
+
+
+def _validate_group(group: str, arrays: Mapping[str, np.ndarray], expected: ExpectedShapes) -> list[Problem]:
+    problems: list[Problem] = []
+    for name in sorted(set(arrays) - set(SUBMISSION_ARRAYS)):
+        problems.append(Problem(f"unknown array name; expected {', '.join(SUBMISSION_ARRAYS)}", group, name))
+    for name in REQUIRED_ARRAYS:
+        if name not in arrays:
+            problems.append(Problem("required array is missing", group, name))
+    forward_present = [name for name in FORWARD_ARRAYS if name in arrays]
+    if len(forward_present) == 1:
+        missing = next(name for name in FORWARD_ARRAYS if name not in arrays)
+        problems.append(Problem(f"missing while {forward_present[0]!r} is present (give both or neither)",
+                                group, missing))
+
+    # Open sizes take the value of the first array that shows them, so the arrays must agree.
+    sizes: dict[str, int | None] = {axis: getattr(expected, axis) for axis in _AXIS_WORDS}
+    for name in SUBMISSION_ARRAYS:
+        if name not in arrays:
+            continue
+        values = np.asarray(arrays[name])
+        axes = _AXES[name]
+        if values.ndim != 3:
+            problems.append(Problem(
+                f"{values.ndim}-d array of shape {values.shape}; expected 3-d "
+                f"({', '.join(_AXIS_WORDS[a] for a in axes)})", group, name))
+            continue
+        for axis, size in zip(axes, values.shape):
+            if sizes[axis] is None:
+                sizes[axis] = int(size)
+        want = tuple(sizes[axis] for axis in axes)
+        if values.shape != want:
+            wrong = "; ".join(
+                f"{got} {_AXIS_WORDS[axis]}, expected {need}"
+                for axis, got, need in zip(axes, values.shape, want) if got != need
+            )
+            problems.append(Problem(f"shape {values.shape}, expected {want}: {wrong}", group, name))
+        if values.dtype not in ACCEPTED_DTYPES:
+            why = "too imprecise for scoring" if values.dtype.kind == "f" else "rates must be floating point"
+            problems.append(Problem(f"dtype {values.dtype}, expected float32 or float64 ({why})", group, name))
+            if values.dtype.kind not in "fiub":
+                continue
+        problems.extend(_value_problems(group, name, values))
+    return problems
+
+
+def _validate_arrays(
+    arrays: SubmissionArrays, expected: Mapping[str, ExpectedShapes], allow_extra_groups: bool,
+) -> list[Problem]:
+    if not arrays:
+        return [Problem("the submission holds no groups")]
+    problems: list[Problem] = []
+    present = ", ".join(repr(group) for group in arrays)
+    for group in expected:
+        if group not in arrays:
+            problems.append(Problem(f"missing group; the submission holds {present}", group))
+    if not allow_extra_groups:
+        wanted = ", ".join(repr(group) for group in expected) or "none"
+        for group in arrays:
+            if group not in expected:
+                problems.append(Problem(f"unexpected group; expected {wanted}", group))
+    for group, shapes in expected.items():
+        if group in arrays:
+            problems.extend(_validate_group(group, arrays[group], shapes))
+    return problems
+
+
+def validate_submission(
+    submission: str | Path | Mapping[str, Mapping[str, np.ndarray]],
+    expected: Mapping[str, ExpectedShapes],
+    allow_extra_groups: bool = False,
+) -> list[Problem]:
+    """Every problem of a submission (a file or its arrays) against the expected groups and shapes;
+    an empty list means it is valid. See the module docstring for the policy."""
+    if not isinstance(submission, (str, Path)):
+        arrays = {group: dict(group_arrays) for group, group_arrays in submission.items()}
+        return _validate_arrays(arrays, expected, allow_extra_groups)
+    try:
+        arrays, layout_problems = _read_with_problems(Path(submission))
+    except SubmissionError as err:
+        return err.problems
+    return layout_problems + _validate_arrays(arrays, expected, allow_extra_groups)
+
+
+def require_valid_submission(
+    path: str | Path, expected: Mapping[str, ExpectedShapes], allow_extra_groups: bool = False,
+) -> SubmissionArrays:
+    """The arrays of a submission file, or a SubmissionError listing every problem."""
+    arrays, problems = _read_with_problems(Path(path))
+    problems += _validate_arrays(arrays, expected, allow_extra_groups)
+    if problems:
+        raise SubmissionError(str(path), problems)
+    return arrays
