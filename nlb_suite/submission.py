@@ -25,7 +25,7 @@ Validation policy (one list of `Problem`s, each naming group, array and trials):
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,10 +175,10 @@ def write_submission(path: str | Path, groups: Mapping[str, Rates]) -> Path:
     for name in groups:
         _check_group_name(path, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    # A unique name in the same folder, created by h5py itself so it gets the usual permissions.
+    temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with h5py.File(temp_name, "w") as out:
+        with h5py.File(temp_path, "x") as out:
             if path.exists():
                 with _open(path) as old:
                     for name in old:
@@ -186,9 +186,9 @@ def write_submission(path: str | Path, groups: Mapping[str, Rates]) -> Path:
                             old.copy(old[name], out, name=name)
             for name, rates in groups.items():
                 _write_rates(out.create_group(name), rates)
-        os.replace(temp_name, path)
+        os.replace(temp_path, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp_path.unlink(missing_ok=True)
         raise
     return path
 
@@ -247,7 +247,7 @@ def _value_problems(group: str, name: str, values: np.ndarray) -> list[Problem]:
     infinite = np.isinf(values)
     if infinite.any():
         problems.append(Problem(f"{int(infinite.sum())} infinite value(s) in {_trial_list(infinite)}", group, name))
-    negative = values < 0  # NaN compares False, so NaN is not counted twice
+    negative = np.isfinite(values) & (values < 0)  # -inf is already reported as infinite
     if negative.any():
         problems.append(Problem(
             f"{int(negative.sum())} negative rate(s) (minimum {float(values[negative].min()):.6g}) "
