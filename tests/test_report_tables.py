@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nlb_suite.cli import main
 from nlb_suite.references import PUBLISHED_LABEL, PUBLISHED_RESULTS, published_results
 from nlb_suite.report import (
     RUN_HERE_LABEL,
@@ -19,7 +20,7 @@ from nlb_suite.report import (
     table_keys,
     write_tables,
 )
-from nlb_suite.results import RunRecord
+from nlb_suite.results import RunRecord, append_record
 
 
 def record(model: str, co_bps: float, timestamp: str, dataset: str = "synth_maze", vel_r2: float = 0.5,
@@ -134,3 +135,15 @@ def test_write_tables_writes_markdown_and_csv(tmp_path: Path) -> None:
     assert synth.iloc[0]["best_in"] == "co-bps;psth R2;fp-bps;rate R2"  # psth and fp tie
     stndt = csv[csv["method"] == "STNDT ensemble"].iloc[0]
     assert stndt["origin"] == PUBLISHED_LABEL and stndt["co-bps"] == 0.3862 and stndt["phase"] == "test"
+
+
+def test_report_command_writes_the_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "results.jsonl"
+    for run in RECORDS:
+        append_record(run, store)
+    out = tmp_path / "reports"
+    assert main(["report", "--results", str(store), "--out", str(out)]) == 0
+    assert f"wrote {out / 'leaderboard.md'}" in capsys.readouterr().out
+    assert "| lfads | run here |" in (out / "leaderboard.md").read_text()
+    assert main(["report", "--results", str(tmp_path / "absent.jsonl"), "--out", str(out)]) == 2
+    assert "no results store at" in capsys.readouterr().err
