@@ -59,10 +59,6 @@ class TableKey:
     def title(self) -> str:
         return f"{self.dataset}, {self.phase} phase, {self.bin_ms} ms bins"
 
-    @property
-    def slug(self) -> str:
-        return f"{self.dataset}_{self.phase}_{self.bin_ms}ms"
-
 
 def latest_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
     """The most recent record per (dataset, phase, bin size, model, hyperparameter hash); of equal

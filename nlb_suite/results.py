@@ -142,6 +142,9 @@ class RunRecord:
                 raise ValueError(f"field {name!r} is {type(data[name]).__name__}, expected {kind.__name__}")
         if data["phase"] not in ("val", "test"):
             raise ValueError(f"phase {data['phase']!r} is neither 'val' nor 'test'")
+        # Reports order runs by time, which needs comparable (timezone-aware) timestamps.
+        if not isinstance(data["timestamp"], str) or datetime.fromisoformat(data["timestamp"]).tzinfo is None:
+            raise ValueError(f"timestamp {data['timestamp']!r} is not an ISO 8601 time with a timezone")
         known = {key: value for key, value in data.items() if key in names}
         # An absent commit stays unknown rather than being filled in with today's checkout.
         known.setdefault("git_commit", None)

@@ -135,6 +135,7 @@ def test_wrong_field_types_and_phase_are_corrupt(tmp_path: Path) -> None:
     good = make_record().to_dict()
     path.write_text(
         json.dumps(good | {"bin_ms": "5"}) + "\n" + json.dumps(good | {"phase": "train"}) + "\n"
+        + json.dumps(good | {"timestamp": "2026-01-01T10:00:00"}) + "\n"
         + json.dumps(good | {"added_in_a_later_version": 1}) + "\n"
     )
     with pytest.warns(CorruptRecordWarning) as caught:
@@ -142,6 +143,7 @@ def test_wrong_field_types_and_phase_are_corrupt(tmp_path: Path) -> None:
     assert len(records) == 1  # unknown keys are ignored, not corrupt
     assert "field 'bin_ms' is str, expected int" in str(caught[0].message)
     assert "phase 'train' is neither 'val' nor 'test'" in str(caught[1].message)
+    assert "timestamp '2026-01-01T10:00:00' is not an ISO 8601 time with a timezone" in str(caught[2].message)
 
 
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
