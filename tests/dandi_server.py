@@ -53,19 +53,20 @@ class DandiTestServer:
         with self._lock:
             return [r for r in self.requests if r.path.startswith("/blobs/")]
 
-    def start(self) -> None:
+    def __enter__(self) -> DandiTestServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
 
-    def stop(self) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
 
     def _log(self, path: str, range_header: str | None) -> None:
         with self._lock:
-            self.requests.append(LoggedRequest(path, range_header))
+            self.requests.append(LoggedRequest(path=path, range_header=range_header))
 
     def _server_info(self) -> dict[str, object]:
         return {

@@ -28,7 +28,7 @@ from nlb_suite.data.fetch import (
     resolve_api_url,
     verify_file,
 )
-from nlb_suite.data.paths import dataset_files
+from nlb_suite.data.paths import MissingDataError, dataset_files
 from nlb_suite.datasets import BUILTIN, Asset, DatasetSpec
 from nlb_suite.datasets.registry import MC_MAZE_SMALL
 
@@ -49,10 +49,12 @@ SPEC: DatasetSpec = replace(
 
 
 def _served(spec: DatasetSpec, train: bytes = TRAIN_BYTES, test: bytes = TEST_BYTES) -> list[ServedAsset]:
-    assert spec.dandiset is not None and spec.version is not None and spec.train.asset_id and spec.test.asset_id
+    assert spec.dandiset is not None and spec.version is not None
     return [
-        ServedAsset(spec.dandiset, spec.version, spec.train.path, spec.train.asset_id, train),
-        ServedAsset(spec.dandiset, spec.version, spec.test.path, spec.test.asset_id, test),
+        ServedAsset(dandiset=spec.dandiset, version=spec.version, path=asset.path, asset_id=asset.asset_id,
+                    content=content)
+        for asset, content in ((spec.train, train), (spec.test, test))
+        if asset.asset_id is not None
     ]
 
 
@@ -63,18 +65,10 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(API_URL_ENV_VAR, raising=False)
 
 
-def _start(assets: list[ServedAsset]) -> Iterator[DandiTestServer]:
-    server = DandiTestServer(assets)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def archive() -> Iterator[DandiTestServer]:
-    yield from _start(_served(SPEC))
+    with DandiTestServer(_served(SPEC)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -125,7 +119,7 @@ def test_invalid_present_file_is_reported_and_fetched_again(
 def test_served_bytes_not_matching_the_registry_leave_nothing(tmp_path: Path) -> None:
     corrupt = bytearray(TRAIN_BYTES)
     corrupt[1000] ^= 0xFF
-    for server in _start(_served(SPEC, train=bytes(corrupt))):
+    with DandiTestServer(_served(SPEC, train=bytes(corrupt))) as server:
         with pytest.raises(ChecksumError, match="do not match the registry") as raised:
             fetch_dataset(SPEC, tmp_path, server.api_url, progress=False)
 
@@ -196,8 +190,6 @@ def test_unreachable_server_gives_the_offline_message(
 
 
 def test_offline_error_is_a_missing_data_error(closed_port_url: str, tmp_path: Path) -> None:
-    from nlb_suite.data.paths import MissingDataError
-
     with pytest.raises(OfflineError) as raised:
         fetch_dataset(SPEC, tmp_path, closed_port_url, progress=False)
     assert isinstance(raised.value, MissingDataError)
@@ -259,3 +251,11 @@ def test_api_url_comes_from_flag_then_environment_then_default(monkeypatch: pyte
     assert resolve_api_url("https://api.sandbox.dandiarchive.org/api") == "https://api.sandbox.dandiarchive.org/api"
     with pytest.raises(FetchError, match="must start with http"):
         resolve_api_url("api.dandiarchive.org")
+
+
+def test_a_plain_dandi_download_tree_is_used_as_it_is(real_test_file: Path) -> None:
+    """`dandi download DANDI:000140/...` makes `<parent>/000140/sub-Jenkins/...`: the parent is the data directory."""
+    test_status = check_files(MC_MAZE_SMALL, real_test_file.parents[2])[1]
+
+    assert test_status.path == real_test_file
+    assert test_status.state == "valid"

@@ -139,13 +139,13 @@ def check_files(spec: DatasetSpec, root: str | Path | None = None) -> list[FileS
             try:
                 verify_file(path, asset)
             except IntegrityError as err:
-                statuses.append(FileStatus(spec, role, path, "invalid", problem=err.problem))
+                statuses.append(FileStatus(spec=spec, role=role, path=path, state="invalid", problem=err.problem))
             else:
-                statuses.append(FileStatus(spec, role, path, "valid"))
+                statuses.append(FileStatus(spec=spec, role=role, path=path, state="valid"))
         else:
             partial = part_path(path)
             partial_bytes = partial.stat().st_size if partial.is_file() else 0
-            statuses.append(FileStatus(spec, role, path, "missing", partial_bytes=partial_bytes))
+            statuses.append(FileStatus(spec=spec, role=role, path=path, state="missing", partial_bytes=partial_bytes))
     return statuses
 
 
