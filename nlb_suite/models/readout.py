@@ -23,6 +23,8 @@ _HESSIAN_CHUNK_BYTES = 32 * 2**20
 # Armijo constant and the most step halvings of the backtracking line search.
 _SUFFICIENT_DECREASE = 1e-4
 _MAX_HALVINGS = 40
+# Relative size of the rounding error of the objective, a mean over many rows.
+_ROUNDING_ERROR = 1e-13
 
 
 class PoissonReadout:
@@ -130,19 +132,22 @@ class PoissonReadout:
             raise ModelError("PoissonReadout: singular Hessian (collinear or constant features); "
                              "use alpha > 0") from None
 
-        # Backtracking per unit: units whose full step does not decrease enough halve their step.
         current = self._objective(design, y, weights, theta)
         slope = (gradient * direction).sum(axis=0)
+        # Once the predicted decrease is below the objective's rounding error a line search can no
+        # longer tell better from worse: such a unit takes its (tiny) full Newton step and is done.
+        at_precision = -slope <= _ROUNDING_ERROR * np.maximum(1.0, np.abs(current))
+        # Backtracking per unit: units whose full step does not decrease enough halve their step.
         step = np.ones(active.size)
         for _ in range(_MAX_HALVINGS):
             candidate = theta + step * direction
-            accepted = (self._objective(design, y, weights, candidate)
-                        <= current + _SUFFICIENT_DECREASE * step * slope)
+            accepted = at_precision | (self._objective(design, y, weights, candidate)
+                                       <= current + _SUFFICIENT_DECREASE * step * slope)
             if np.all(accepted):
                 break
             step = np.where(accepted, step, step / 2)
         params[:, active] = theta + step * direction
-        return active
+        return active[~at_precision]
 
 
 def _weighted_gram(design: np.ndarray, weights: np.ndarray) -> np.ndarray:
