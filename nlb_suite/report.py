@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from .references import PUBLISHED_LABEL, PUBLISHED_RESULTS, published_results
-from .results import RunRecord
+from .results import EXTRA_METRIC_KEYS, RunRecord
+from .scoring import OFFICIAL_METRIC_KEYS
 from .tensors import Phase
 
 
@@ -35,13 +36,13 @@ class MetricColumn:
 
 
 METRIC_COLUMNS: tuple[MetricColumn, ...] = (
-    MetricColumn("co-bps", "co-bps", official=True),
-    MetricColumn("vel R2", "vel R2", official=True),
-    MetricColumn("psth R2", "PSTH R2", official=True),
-    MetricColumn("fp-bps", "fp-bps", official=True),
-    MetricColumn("rate R2", "rate R2", official=False),
+    MetricColumn(OFFICIAL_METRIC_KEYS["co_bps"], "co-bps", official=True),
+    MetricColumn(OFFICIAL_METRIC_KEYS["vel_r2"], "vel R2", official=True),
+    MetricColumn(OFFICIAL_METRIC_KEYS["psth_r2"], "PSTH R2", official=True),
+    MetricColumn(OFFICIAL_METRIC_KEYS["fp_bps"], "fp-bps", official=True),
+    MetricColumn(EXTRA_METRIC_KEYS["rate_r2"], "rate R2", official=False),
     # The co-bps of the true rates belongs to the dataset, not to a method: nothing to rank.
-    MetricColumn("co-bps ceiling", "co-bps ceiling", official=False, mark_best=False),
+    MetricColumn(EXTRA_METRIC_KEYS["co_bps_ceiling"], "co-bps ceiling", official=False, mark_best=False),
 )
 RUN_HERE_LABEL = "run here"
 DECIMALS = 4

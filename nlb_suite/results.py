@@ -28,11 +28,15 @@ import numpy as np
 
 from . import __version__
 from .errors import NlbSuiteError
+from .scoring import OFFICIAL_METRIC_KEYS, Scores
 from .tensors import Phase
 
 ENV_VAR = "NLB_SUITE_RESULTS"
 DEFAULT_RELATIVE_PATH = Path("results") / "results.jsonl"
 HASH_LENGTH = 12
+# Scores field -> record key of the suite's own metrics, named in the style of nlb_tools' keys.
+EXTRA_METRIC_KEYS = {"rate_r2": "rate R2", "co_bps_ceiling": "co-bps ceiling"}
+PER_UNIT_KEY = "per-unit co-bps"
 
 
 class ResultsStoreError(NlbSuiteError, OSError):
@@ -93,8 +97,8 @@ def _now() -> str:
 class RunRecord:
     """One scored run. `metrics` are the official ones under their nlb_tools names ("co-bps",
     "vel R2", "psth R2", "fp-bps"); `extra` holds the suite's additions ("rate R2",
-    "co-bps ceiling", "per-unit co-bps" summary, ...); `cis` maps any of those names to its
-    bootstrap 95% interval [low, high]."""
+    "co-bps ceiling", "per-unit co-bps" summary); `cis` maps any of those metric names to its
+    bootstrap 95% interval [low, high]. Build one from a `Scores` with `from_scores`."""
 
     dataset: str
     phase: Phase
@@ -120,6 +124,34 @@ class RunRecord:
         self.cis = _plain(self.cis)
         self.extra = _plain(self.extra)
         self.hyperparameter_hash = hyperparameter_hash(self.hyperparameters)
+
+    @classmethod
+    def from_scores(
+        cls, scores: Scores, *, dataset: str, phase: Phase, bin_ms: int, model: str,
+        hyperparameters: Mapping[str, Any], seed: int | None = None, fit_seconds: float | None = None,
+        predict_seconds: float | None = None, submission: str | Path | None = None,
+    ) -> RunRecord:
+        """The record of a scored run: official metrics under nlb_tools' names, the extras under
+        `EXTRA_METRIC_KEYS`, each interval under its metric's key, and a per-unit co-bps summary."""
+        names = OFFICIAL_METRIC_KEYS | EXTRA_METRIC_KEYS
+        extra: dict[str, Any] = {
+            key: getattr(scores, field_name) for field_name, key in EXTRA_METRIC_KEYS.items()
+            if getattr(scores, field_name) is not None
+        }
+        per_unit = np.asarray(scores.co_bps_per_unit, dtype=np.float64)
+        finite = per_unit[np.isfinite(per_unit)]  # units without held-out spikes have no value
+        if finite.size:
+            extra[PER_UNIT_KEY] = {
+                "units": int(finite.size), "mean": float(finite.mean()), "median": float(np.median(finite)),
+                "min": float(finite.min()), "max": float(finite.max()),
+            }
+        return cls(
+            dataset=dataset, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=dict(hyperparameters),
+            metrics=scores.official(),
+            cis={names[field_name]: [interval.low, interval.high] for field_name, interval in scores.ci.items()},
+            extra=extra, seed=seed, fit_seconds=fit_seconds, predict_seconds=predict_seconds,
+            submission=None if submission is None else str(submission),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))

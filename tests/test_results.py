@@ -21,6 +21,7 @@ from nlb_suite.results import (
     read_records,
     results_path,
 )
+from nlb_suite.scoring import Interval, Scores
 
 
 def make_record(model: str = "smoothing", co_bps: float = 0.2, **changes: object) -> RunRecord:
@@ -149,3 +150,23 @@ def test_wrong_field_types_and_phase_are_corrupt(tmp_path: Path) -> None:
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ResultsStoreError, match="no results store at .*absent.jsonl"):
         read_records(tmp_path / "absent.jsonl")
+
+
+def test_from_scores_names_metrics_as_nlb_tools_and_summarises_per_unit_co_bps(tmp_path: Path) -> None:
+    scores = Scores(
+        co_bps=0.3, vel_r2=0.8, psth_r2=None, fp_bps=0.1,
+        co_bps_per_unit=np.array([0.1, np.nan, 0.5, 0.3]), rate_r2=0.9, co_bps_ceiling=0.4,
+        ci={"co_bps": Interval(0.28, 0.32), "rate_r2": Interval(0.85, 0.95)}, n_boot=100, seed=3,
+    )
+    made = RunRecord.from_scores(scores, dataset="synth_maze", phase="val", bin_ms=20, model="smoothing",
+                                 hyperparameters={"kern_sd_ms": 50}, seed=3, fit_seconds=2.0,
+                                 predict_seconds=0.5, submission=tmp_path / "sub.h5")
+    assert made.metrics == {"co-bps": 0.3, "vel R2": 0.8, "fp-bps": 0.1}
+    assert made.cis == {"co-bps": [0.28, 0.32], "rate R2": [0.85, 0.95]}
+    assert made.extra == {
+        "rate R2": 0.9, "co-bps ceiling": 0.4,
+        "per-unit co-bps": {"units": 3, "mean": pytest.approx(0.3), "median": 0.3, "min": 0.1, "max": 0.5},
+    }
+    assert made.submission == str(tmp_path / "sub.h5")
+    append_record(made, tmp_path / "results.jsonl")
+    assert read_records(tmp_path / "results.jsonl") == [made]

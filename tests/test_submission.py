@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import h5py
@@ -9,8 +11,10 @@ import numpy as np
 import pytest
 
 from nlb_suite.cli import main
+from nlb_suite.commands import score as score_command
 from nlb_suite.datasets import BUILTIN, Asset, DatasetSpec, ExpectedCounts
 from nlb_suite.models.base import Rates
+from nlb_suite.scoring import evaluate, write_targets
 from nlb_suite.submission import (
     ExpectedShapes,
     SubmissionError,
@@ -21,6 +25,7 @@ from nlb_suite.submission import (
     validate_submission,
     write_submission,
 )
+from nlb_suite.tensors import EvalTargets
 
 # A toy dataset: 100 ms window -> 20 bins at 5 ms, 5 at 20 ms; forward 200 ms -> 40 / 10 bins.
 TOY = DatasetSpec(
@@ -315,3 +320,112 @@ def test_validate_command_reports_an_unreadable_file(tmp_path: Path, capsys: pyt
     valid = write_submission(tmp_path / "sub.h5", {"mc_maze_small_20": small_maze_rates()})
     assert main(["validate", str(valid), "--dataset", "no_such_dataset"]) == 2
     assert "unknown dataset 'no_such_dataset'" in capsys.readouterr().err
+
+
+# --- the score command -----------------------------------------------------------------------
+
+def toy_targets(seed: int = 0) -> EvalTargets:
+    """Targets shaped like the toy val phase: 6 train / 4 eval trials, 20 bins, 3 + 2 units."""
+    rng = np.random.default_rng(seed)
+    shapes = ExpectedShapes.from_spec(TOY, "val", 5)
+    eval_heldout = rng.poisson(0.3, (shapes.n_eval, shapes.n_bins, shapes.n_heldout)).astype(float)
+    eval_heldout[0, :3, 0] = np.nan  # unobserved stretch: masked by the scorer
+    return EvalTargets(
+        dataset="toy", bin_ms=5, eval_spikes_heldout=eval_heldout,
+        eval_spikes_heldin_forward=rng.poisson(0.3, (shapes.n_eval, shapes.n_forward_bins, shapes.n_heldin)),
+        eval_spikes_heldout_forward=rng.poisson(0.3, (shapes.n_eval, shapes.n_forward_bins, shapes.n_heldout)),
+        train_behavior=rng.normal(size=(shapes.n_train, shapes.n_bins, 2)),
+        eval_behavior=rng.normal(size=(shapes.n_eval, shapes.n_bins, 2)),
+        psth=rng.gamma(2.0, 0.1, (2, shapes.n_bins, shapes.n_heldin + shapes.n_heldout)),
+        train_cond_idx=[np.array([0, 2, 4]), np.array([1, 3, 5])],
+        eval_cond_idx=[np.array([0, 2]), np.array([1, 3])],
+    )
+
+
+@pytest.fixture()
+def scored_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A valid submission and its targets, group 'mc_maze_small' so the scaling naming shows."""
+    targets = write_targets(tmp_path / "targets.h5", {"mc_maze_small": toy_targets()})
+    submission = write_submission(tmp_path / "sub.h5", {"mc_maze_small": toy_rates()})
+    return submission, targets
+
+
+def test_score_json_is_exactly_what_evaluate_returns(scored_files: tuple[Path, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    submission, targets = scored_files
+    assert main(["score", str(submission), "--targets", str(targets), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == evaluate(str(targets), str(submission))
+    assert list(printed[0]) == ["mc_maze_scaling_split"]
+    assert set(printed[0]["mc_maze_scaling_split"]) == {"[100] co-bps", "[100] vel R2", "[100] psth R2",
+                                                        "[100] fp-bps"}
+
+
+def test_score_prints_a_table_by_default(scored_files: tuple[Path, Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    submission, targets = scored_files
+    assert main(["score", str(submission), "--targets", str(targets)]) == 0
+    out = capsys.readouterr().out
+    [entry] = evaluate(str(targets), str(submission))
+    co_bps = entry["mc_maze_scaling_split"]["[100] co-bps"]
+    assert "mc_maze_scaling_split\n" in out and f"[100] co-bps   {co_bps:.4f}" in out
+
+
+def test_score_refuses_an_invalid_submission_with_the_validation_messages(
+        tmp_path: Path, scored_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, targets = scored_files
+    bad = toy_rates()
+    bad.eval_rates_heldout[3, 0, 0] = np.nan
+    submission = write_submission(tmp_path / "bad.h5", {"mc_maze_small": bad, "mc_maze_large": toy_rates()})
+    assert main(["score", str(submission), "--targets", str(targets)]) == 2
+    err = capsys.readouterr().err
+    assert "group 'mc_maze_small', array 'eval_rates_heldout': 1 NaN value(s) in trial 3" in err
+    assert f"group 'mc_maze_large': no targets for this group in {targets} (it has 'mc_maze_small')" in err
+    wrong_shape = write_submission(tmp_path / "short.h5", {"mc_maze_small": toy_rates(phase="test")})
+    assert main(["score", str(wrong_shape), "--targets", str(targets)]) == 2
+    assert "10 train trials, expected 6" in capsys.readouterr().err
+
+
+def test_score_needs_targets(scored_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    submission, _ = scored_files
+    assert main(["score", str(submission)]) == 2
+    assert "scoring needs targets: --targets FILE" in capsys.readouterr().err
+
+
+def test_score_test_phase_says_where_to_get_the_ground_truth(
+        tmp_path: Path, scored_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    submission, _ = scored_files
+    assert main(["score", str(submission), "--phase", "test", "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert f"test-split ground truth not found at {tmp_path / 'data' / 'eval_data_test.h5'}" in err
+    assert "github.com/neurallatents/nlb_tools" in err and "data/eval_data_test.h5" in err
+
+
+def test_score_test_phase_refuses_a_file_of_the_wrong_size_or_digest(
+        tmp_path: Path, scored_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    submission, _ = scored_files
+    data = tmp_path / "data"
+    data.mkdir()
+    ground_truth = data / "eval_data_test.h5"
+    ground_truth.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    assert main(["score", str(submission), "--phase", "test", "--data-dir", str(data)]) == 2
+    assert "43 bytes, but the published file has 105,927,616" in capsys.readouterr().err
+    with ground_truth.open("r+b") as file:
+        file.truncate(score_command.TEST_TARGETS_SIZE)  # right size, wrong content (sparse zeros)
+    assert main(["score", str(submission), "--phase", "test", "--data-dir", str(data)]) == 2
+    assert f"differs from the published file's {score_command.TEST_TARGETS_SHA256}" in capsys.readouterr().err
+
+
+def test_score_test_phase_uses_the_verified_ground_truth(
+        tmp_path: Path, scored_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    submission, targets = scored_files
+    data = tmp_path / "data"
+    data.mkdir()
+    ground_truth = data / "eval_data_test.h5"
+    ground_truth.write_bytes(targets.read_bytes())
+    # Stand-in reference: the real file is 106 MB; the check itself is what is tested here.
+    monkeypatch.setattr(score_command, "TEST_TARGETS_SIZE", ground_truth.stat().st_size)
+    monkeypatch.setattr(score_command, "TEST_TARGETS_SHA256", hashlib.sha256(ground_truth.read_bytes()).hexdigest())
+    assert main(["score", str(submission), "--phase", "test", "--data-dir", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == evaluate(str(targets), str(submission))
