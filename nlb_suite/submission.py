@@ -16,10 +16,12 @@ Validation policy (one list of `Problem`s, each naming group, array and trials):
   array has an unknown name (a typo would otherwise silently drop a metric);
 - shapes are 3-d and match the expected trials, bins and units; dimensions the expectation leaves
   open must still agree between the arrays of one group;
-- dtype: float32 or float64. The benchmark casts rates to float64 before scoring, so both give
-  the same numbers; float16 is refused because its 3 significant digits change the scores, and
-  integer or boolean arrays are refused because rates are not counts;
+- dtype: float32 or float64 (the scorer reads either as float64, exactly as stored); float16 is
+  refused because its 3 significant digits change the scores, extended precision because other
+  readers cannot load it, and integer or boolean arrays because rates are not counts;
 - values: no NaN, no infinity, no negative rate (zero is allowed: the scorer treats it as 1e-9).
+  This is stricter than nlb_tools, which ignores a NaN rate where the spikes are unobserved: a
+  model predicts every entry, and a NaN usually means a bug upstream.
 """
 
 from __future__ import annotations
@@ -292,7 +294,12 @@ def _validate_group(group: str, arrays: Mapping[str, np.ndarray], expected: Expe
             )
             problems.append(Problem(f"shape {values.shape}, expected {want}: {wrong}", group, name))
         if values.dtype not in ACCEPTED_DTYPES:
-            why = "too imprecise for scoring" if values.dtype.kind == "f" else "rates must be floating point"
+            if values.dtype.kind != "f":
+                why = "rates must be floating point"
+            elif values.dtype.itemsize < 4:
+                why = "too imprecise for scoring"
+            else:
+                why = "extended precision is not portable in HDF5"
             problems.append(Problem(f"dtype {values.dtype}, expected float32 or float64 ({why})", group, name))
             if values.dtype.kind not in "fiub":
                 continue
