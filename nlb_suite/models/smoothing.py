@@ -1,0 +1,164 @@
+"""The benchmark's own baseline: Gaussian-smoothed held-in spikes, log rates -> Poisson GLM.
+
+Held-in spikes are smoothed along time within each trial by a Gaussian kernel (sd `kern_sd_ms`,
+truncated at 3 sd). The benchmark smooths the continuous session before cutting trials; within a
+trial window the kernel is renormalised by the weight that falls on observed bins, so trial edges
+and unobserved (NaN) bins are averages of what was seen rather than zero-padded. The features are
+log(smoothed rate + `log_offset`) of all held-in units; one `PoissonReadout` (L2 penalty `alpha`)
+maps them to every held-in and held-out unit.
+
+Forward window: a smoothing model has no dynamics to extrapolate with, so every eval trial gets
+the training trials' mean count per forward bin and unit (the condition-agnostic forward PSTH).
+Holding the last bin's rates constant, or regressing forward counts on the last bin's features,
+both scored far below this on simulated rotational dynamics (fp-bps about -3 and -0.6 against
+-0.03), because rates keep changing after the window ends.
+
+With `sweep=True`, kernel width and alpha are chosen from the grids by the held-out-unit Poisson
+log-likelihood on a random `validation_fraction` of the training trials (split by `seed`), then
+refitted on all training trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import convolve1d
+
+from ..tensors import Tensors
+from .base import ModelError, Rates, register_model
+from .readout import PoissonReadout, split_rates
+
+
+@register_model("smoothing")
+class SmoothingModel:
+    """Spike smoothing + Poisson GLM (the NLB'21 smoothing baseline)."""
+
+    def __init__(self, kern_sd_ms: float = 50.0, alpha: float = 0.01, log_offset: float = 1e-4,
+                 sweep: bool = False,
+                 kern_sd_grid_ms: Sequence[float] = (20.0, 30.0, 40.0, 50.0, 60.0, 80.0),
+                 alpha_grid: Sequence[float] = (0.001, 0.01, 0.1),
+                 validation_fraction: float = 0.2, seed: int = 0) -> None:
+        _require_positive("kern_sd_ms", kern_sd_ms)
+        _require_at_least_zero("alpha", alpha)
+        _require_positive("log_offset", log_offset)
+        if not kern_sd_grid_ms or not alpha_grid:
+            raise ModelError("smoothing: kern_sd_grid_ms and alpha_grid must not be empty")
+        for value in kern_sd_grid_ms:
+            _require_positive("kern_sd_grid_ms entries", value)
+        for value in alpha_grid:
+            _require_at_least_zero("alpha_grid entries", value)
+        if not 0 < validation_fraction < 1:
+            raise ModelError(f"smoothing: validation_fraction must be in (0, 1), got {validation_fraction!r}")
+        self.kern_sd_ms = float(kern_sd_ms)
+        self.alpha = float(alpha)
+        self.log_offset = float(log_offset)
+        self.sweep = bool(sweep)
+        self.kern_sd_grid_ms = tuple(float(v) for v in kern_sd_grid_ms)
+        self.alpha_grid = tuple(float(v) for v in alpha_grid)
+        self.validation_fraction = float(validation_fraction)
+        self.seed = int(seed)
+
+    def fit(self, tensors: Tensors) -> "SmoothingModel":
+        """Fit the readout on training trials (choosing kernel and alpha first if `sweep`)."""
+        if tensors.n_train < 2:
+            raise ModelError(f"smoothing: {tensors.dataset} has {tensors.n_train} training trials; need 2")
+        targets = np.concatenate([tensors.train_spikes_heldin, tensors.train_spikes_heldout], axis=2)
+        if self.sweep:
+            self.kern_sd_ms_, self.alpha_, self.sweep_scores_ = self._sweep(tensors, targets)
+        else:
+            self.kern_sd_ms_, self.alpha_ = self.kern_sd_ms, self.alpha
+        self._fill_rates = _observed_mean(_rows(tensors.train_spikes_heldin))
+        forward = np.concatenate([tensors.train_spikes_heldin_forward,
+                                  tensors.train_spikes_heldout_forward], axis=2)
+        self.forward_rates_ = _observed_mean(forward)
+        features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
+        self.readout_ = PoissonReadout(alpha=self.alpha_).fit(_rows(features), _rows(targets))
+        return self
+
+    def predict(self, tensors: Tensors) -> Rates:
+        """Rates for train and eval trials and the eval forward window, in spikes/bin."""
+        if not hasattr(self, "readout_"):
+            raise ModelError("smoothing: predict called before fit")
+        train_features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
+        eval_features = self._features(tensors.eval_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
+        return split_rates(
+            train=self.readout_.predict(_rows(train_features)).reshape(tensors.n_train, tensors.n_bins, -1),
+            evaluation=self.readout_.predict(_rows(eval_features)).reshape(tensors.n_eval, tensors.n_bins, -1),
+            forward=np.broadcast_to(self.forward_rates_, (tensors.n_eval, *self.forward_rates_.shape)),
+            n_heldin=tensors.n_heldin,
+        )
+
+    def _features(self, spikes: np.ndarray, bin_ms: int, kern_sd_ms: float) -> np.ndarray:
+        smoothed = smooth_spikes(spikes, kern_sd_ms / bin_ms)
+        # A bin with no observed neighbour within the kernel gets the unit's mean training rate.
+        smoothed = np.where(np.isnan(smoothed), self._fill_rates, smoothed)
+        return np.log(smoothed + self.log_offset)
+
+    def _sweep(self, tensors: Tensors, targets: np.ndarray) -> tuple[float, float, dict[str, float]]:
+        """Grid search scored by held-out-unit Poisson log-likelihood on held-back train trials."""
+        order = np.random.default_rng(self.seed).permutation(tensors.n_train)
+        n_validation = max(1, round(self.validation_fraction * tensors.n_train))
+        validation, fitting = order[:n_validation], order[n_validation:]
+        heldout = targets[validation][..., tensors.n_heldin:]
+        self._fill_rates = _observed_mean(_rows(tensors.train_spikes_heldin[fitting]))
+        scores: dict[str, float] = {}
+        best = (-np.inf, self.kern_sd_ms, self.alpha)
+        for kern_sd_ms in self.kern_sd_grid_ms:
+            features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, kern_sd_ms)
+            for alpha in self.alpha_grid:
+                readout = PoissonReadout(alpha=alpha).fit(_rows(features[fitting]),
+                                                          _rows(targets[fitting]))
+                rates = readout.predict(_rows(features[validation]))[:, tensors.n_heldin:]
+                score = _poisson_log_likelihood(rates, _rows(heldout))
+                scores[f"kern_sd_ms={kern_sd_ms:g},alpha={alpha:g}"] = score
+                if score > best[0]:
+                    best = (score, kern_sd_ms, alpha)
+        return best[1], best[2], scores
+
+
+def smooth_spikes(spikes: np.ndarray, sd_bins: float) -> np.ndarray:
+    """Gaussian smoothing along axis 1 (time) of (trials, bins, units) spikes, NaN-aware.
+
+    The kernel (sd `sd_bins`, truncated at 3 sd, odd length so it is centred) is renormalised at
+    every bin by its weight on observed bins; bins whose kernel covers no observed bin are NaN.
+    """
+    half_width = max(1, int(np.ceil(3 * sd_bins)))
+    offsets = np.arange(-half_width, half_width + 1)
+    kernel = np.exp(-0.5 * (offsets / sd_bins) ** 2)
+    observed = ~np.isnan(spikes)
+    weighted = convolve1d(np.where(observed, spikes, 0.0).astype(np.float64), kernel, axis=1,
+                          mode="constant")
+    weight = convolve1d(observed.astype(np.float64), kernel, axis=1, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, weighted / weight, np.nan)
+
+
+def _observed_mean(spikes: np.ndarray) -> np.ndarray:
+    """Mean over the first axis of the observed (non-NaN) entries; 0 where none is observed."""
+    values = np.asarray(spikes, dtype=np.float64)
+    observed = ~np.isnan(values)
+    totals = np.where(observed, values, 0.0).sum(axis=0)
+    n_observed = observed.sum(axis=0)
+    return np.divide(totals, n_observed, out=np.zeros_like(totals), where=n_observed > 0)
+
+
+def _poisson_log_likelihood(rates: np.ndarray, counts: np.ndarray) -> float:
+    """Sum of n log r - r over observed entries (the count-only lgamma term is omitted)."""
+    observed = ~np.isnan(counts)
+    safe_rates = np.maximum(rates[observed], 1e-9)
+    return float(np.sum(counts[observed] * np.log(safe_rates) - safe_rates))
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    return array.reshape(-1, array.shape[-1])
+
+
+def _require_positive(name: str, value: float) -> None:
+    if not (np.isfinite(value) and value > 0):
+        raise ModelError(f"smoothing: {name} must be a finite number > 0, got {value!r}")
+
+
+def _require_at_least_zero(name: str, value: float) -> None:
+    if not (np.isfinite(value) and value >= 0):
+        raise ModelError(f"smoothing: {name} must be a finite number >= 0, got {value!r}")
