@@ -1,0 +1,48 @@
+"""`nlb-suite targets DATASET`: write a dataset's eval targets as an NLB eval-target file.
+
+The file has one group named like the submission group (`mc_maze`, `mc_maze_20`, ...), in the
+layout of nlb_tools' eval-target files, so it can score a submission with `nlb-suite score`
+or with nlb_tools' own `evaluate()`. Default path: `submissions/<group>_<phase>_targets.h5`
+under the current directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..datasets import DEFAULT_DATASET, get_spec
+from ..scoring.targets_io import write_targets
+from ..tensors import make_targets
+
+NAME = "targets"
+HELP = "write a dataset's evaluation targets (held-out spikes, behaviour, PSTHs) as an NLB eval-target file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", nargs="?", default=DEFAULT_DATASET,
+                        help=f"dataset name or a dataset .toml file (default: {DEFAULT_DATASET})")
+    parser.add_argument("--phase", choices=("val", "test"), default="val",
+                        help="val: score on the train file's val trials (default)")
+    parser.add_argument("--bin", dest="bin_ms", type=int, default=5, help="bin size in ms (default: 5)")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="output file (default: submissions/<group>_<phase>_targets.h5)")
+
+
+def default_path(group: str, phase: str) -> Path:
+    return Path("submissions") / f"{group}_{phase}_targets.h5"
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = get_spec(args.dataset)
+    spec.check_bin(args.bin_ms)
+    group = spec.result_name(args.bin_ms)
+    targets = make_targets(spec, args.phase, args.bin_ms, args.data_dir)
+    path = write_targets(args.output or default_path(group, args.phase), {group: targets})
+    n_eval, n_bins, n_heldout = targets.eval_spikes_heldout.shape
+    extras = [name for name, present in (("behaviour", targets.eval_behavior is not None),
+                                         ("decode masks", targets.eval_decode_mask is not None),
+                                         ("PSTHs", targets.psth is not None)) if present]
+    print(f"wrote {path}: group {group!r}, {n_eval} eval trials x {n_bins} bins x {n_heldout} held-out units"
+          + (f", with {', '.join(extras)}" if extras else ""))
+    return 0
