@@ -78,11 +78,12 @@ class PoissonStats:
             return gain.sum(axis=-1) / spikes.sum(axis=-1) / np.log(2)
 
     def bits_per_spike_per_unit(self) -> np.ndarray:
-        """One value per unit (NaN for a unit without spikes); the pooled value is their mean
-        weighted by each unit's spike count."""
+        """One value per unit; the pooled value is their mean weighted by each unit's spike
+        count. A unit without spikes has no value (NaN), though its predicted rates still
+        lower the pooled value."""
         gain, spikes = self.nll_gain()
         with np.errstate(divide="ignore", invalid="ignore"):
-            return gain / spikes / np.log(2)
+            return np.where(spikes > 0, gain / spikes / np.log(2), np.nan)
 
 
 def poisson_stats(rates: np.ndarray, spikes: np.ndarray, *, warn_zero: bool = True) -> PoissonStats:
