@@ -1,0 +1,105 @@
+"""NWB -> all tensors and targets (PSTHs included): nlb_suite against nlb_tools 0.0.4.
+
+Generates synthetic MC_Maze-layout files at the MC_Maze_Large size (~700 trials, 162 units) and
+at the full MC_Maze size (~2,900 trials, 182 units, 1 kHz behaviour), then times the whole
+val-phase path at 5 ms, each side in a fresh process, and prints wall time, peak memory (RSS of
+the largest process) and the ratios. nlb_tools runs in its pinned Python 3.10 environment
+(../shared/tools/nlb_tools_env.sh); at the full size it needs more than 24 GB and is killed, so
+it runs there only with --nlb-full.
+
+    .venv/bin/python benchmarks/bench_tensors.py [--data-dir DIR] [--sizes large full] [--nlb-full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NLB_ENV_SCRIPT = REPO.parent / "shared" / "tools" / "nlb_tools_env.sh"
+REFERENCE_SCRIPT = REPO / "tests" / "oracle" / "nlb_reference.py"
+# The real dataset whose nlb_tools settings each synthetic size mimics.
+SIZES = {"large": ("synth_maze_large", "mc_maze_large"), "full": ("synth_maze_full", "mc_maze")}
+
+OURS = """
+import sys
+from nlb_suite.datasets import get_spec
+from nlb_suite.tensors import make_tensors, make_targets
+spec = get_spec(sys.argv[1])
+make_tensors(spec, "val", 5, sys.argv[2])
+make_targets(spec, "val", 5, sys.argv[2])
+"""
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    peak_gb: float
+    ok: bool
+
+
+def measure(command: list[str]) -> Measurement:
+    """Run `command` in a fresh wrapper process that reports its child's wall time and peak RSS."""
+    wrapper = (
+        "import json, resource, subprocess, sys, time\n"
+        "t = time.perf_counter(); rc = subprocess.run(sys.argv[1:]).returncode\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_kb': peak, 'rc': rc}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return Measurement(report["seconds"], report["peak_kb"] / 1024**2, report["rc"] == 0)
+
+
+def nlb_python() -> Path | None:
+    done = subprocess.run(["bash", str(NLB_ENV_SCRIPT), str(REPO / ".venv-nlb-tools")], capture_output=True, text=True)
+    return Path(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "nlb_suite_bench")
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--nlb-full", action="store_true", help="also run nlb_tools at the full size")
+    args = parser.parse_args()
+
+    from nlb_suite.data.paths import dataset_files
+    from nlb_suite.datasets import get_spec
+    from nlb_suite.datasets.synthetic import ensure_generated
+
+    reference_python = nlb_python()
+    print(f"{'size':<6} {'who':<10} {'seconds':>8} {'peak GB':>8}")
+    for size in args.sizes:
+        ours_name, nlb_name = SIZES[size]
+        spec = get_spec(ours_name)
+        started = time.perf_counter()
+        ensure_generated(spec, args.data_dir)
+        files = dataset_files(spec, args.data_dir)
+        print(f"# {ours_name}: train file {files.train.stat().st_size / 1e6:.0f} MB "
+              f"(generated or found in {time.perf_counter() - started:.1f} s)")
+        ours = measure([sys.executable, "-c", OURS, ours_name, str(args.data_dir)])
+        print(f"{size:<6} {'nlb_suite':<10} {ours.seconds:>8.2f} {ours.peak_gb:>8.2f}{'' if ours.ok else '  FAILED'}")
+        if reference_python is None:
+            print(f"{size:<6} {'nlb_tools':<10} skipped: no Python 3.10 environment for nlb_tools")
+            continue
+        if size == "full" and not args.nlb_full:
+            print(f"{size:<6} {'nlb_tools':<10} skipped: needs more than 24 GB (run with --nlb-full)")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            theirs = measure([str(reference_python), str(REFERENCE_SCRIPT), str(files.train.parent), nlb_name, "5",
+                              "val", str(Path(tmp) / "out.npz")])
+        status = "" if theirs.ok else "  FAILED (killed or crashed)"
+        print(f"{size:<6} {'nlb_tools':<10} {theirs.seconds:>8.2f} {theirs.peak_gb:>8.2f}{status}")
+        if theirs.ok and ours.ok:
+            print(f"{size:<6} {'ratio':<10} {theirs.seconds / ours.seconds:>7.1f}x {ours.peak_gb / theirs.peak_gb:>7.2f}"
+                  "  (speed-up; our peak memory as a fraction of theirs)")
+
+
+if __name__ == "__main__":
+    main()

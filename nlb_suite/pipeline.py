@@ -1,0 +1,124 @@
+"""One evaluation run: data -> tensors -> fit -> predict -> submission -> score -> results record.
+
+This is what `nlb-suite eval` and `make eval` run. Everything that can be checked before the
+model trains (dataset name, bin size, hyperparameters, files) is checked first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .data.paths import DatasetFiles, require_files
+from .datasets import DatasetSpec, get_spec
+from .models.base import Model, Rates
+from .models.config import configured_model, load_hyperparameters
+from .results import RunRecord, append_record
+from .scoring import Scores, score
+from .submission import write_submission
+from .tensors import Phase, Tensors, make_targets, make_tensors, make_true_rates
+
+DEFAULT_SUBMISSIONS = Path("submissions")
+
+
+def ensure_dataset(spec: DatasetSpec, root: str | Path | None = None, fetch: bool = True) -> DatasetFiles:
+    """The dataset's files, made (synthetic) or fetched and verified (DANDI) when needed."""
+    if spec.source == "synthetic":
+        from .datasets.synthetic import ensure_generated
+
+        return ensure_generated(spec, root)
+    if spec.source == "dandi" and fetch:
+        from .data.fetch import fetch_dataset
+
+        return fetch_dataset(spec, root)
+    return require_files(spec, root)
+
+
+@dataclass
+class EvalRun:
+    """What one run produced."""
+
+    spec: DatasetSpec
+    phase: Phase
+    bin_ms: int
+    model: str
+    hyperparameters: dict[str, Any]
+    submission: Path
+    latents: Path | None
+    scores: Scores | None
+    record: RunRecord | None
+
+
+def submission_path(out_dir: Path, spec: DatasetSpec, phase: Phase, bin_ms: int, model: str) -> Path:
+    return out_dir / f"{spec.name}_{phase}_{bin_ms}ms_{model}.h5"
+
+
+def write_latents(path: Path, rates: Rates, history: dict[str, np.ndarray] | None = None) -> Path | None:
+    """A model's latent trajectories (factors, inferred inputs, ...) and training curves beside its
+    submission: one dataset per `Rates.latents` key, curves in the group `history`."""
+    if not rates.latents and not history:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with h5py.File(partial, "w") as f:
+        for name, values in rates.latents.items():
+            f.create_dataset(name, data=np.asarray(values, dtype=np.float32), compression="gzip")
+        for name, values in (history or {}).items():
+            f.create_dataset(f"history/{name}", data=np.asarray(values, dtype=np.float64))
+    partial.replace(path)
+    return path
+
+
+def training_history(model: Model) -> dict[str, np.ndarray] | None:
+    """Per-epoch curves of an iteratively trained model, if it keeps them (`history_`: a dict of
+    equal-length sequences such as epoch, train_loss, valid_loss, valid_co_bps)."""
+    history = getattr(model, "history_", None)
+    if not history:
+        return None
+    return {name: np.asarray(values, dtype=np.float64) for name, values in dict(history).items()}
+
+
+def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
+             overrides: list[str] | dict[str, Any] | None = None, root: str | Path | None = None,
+             fetch: bool = True, submissions_dir: Path = DEFAULT_SUBMISSIONS, results: str | Path | None = None,
+             n_boot: int = 1000, record: bool = True) -> EvalRun:
+    """Fit `model` on `dataset` and, in the val phase, score it and append a results record."""
+    spec = get_spec(dataset)
+    spec.check_bin(bin_ms)
+    hyperparameters = load_hyperparameters(model, spec.name, bin_ms, overrides)
+    estimator: Model = configured_model(model, spec.name, bin_ms, overrides)
+    ensure_dataset(spec, root, fetch)
+    tensors: Tensors = make_tensors(spec, phase, bin_ms, root)
+
+    started = time.perf_counter()
+    estimator.fit(tensors)
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    rates = estimator.predict(tensors)
+    predict_seconds = time.perf_counter() - started
+    rates.check_shapes(tensors)
+
+    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
+    write_submission(path, {spec.result_name(bin_ms): rates})
+    latents = write_latents(path.with_name(path.stem + "_latents.h5"), rates, training_history(estimator))
+
+    scores = None
+    if phase == "val":
+        targets = make_targets(spec, phase, bin_ms, root)
+        scores = score(rates, targets, true_rates=make_true_rates(spec, tensors, root), n_boot=n_boot,
+                       seed=int(hyperparameters.get("seed", 0) or 0))
+    run_record = None
+    if record and scores is not None:
+        run_record = RunRecord.from_scores(
+            scores, dataset=spec.name, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=hyperparameters,
+            seed=hyperparameters.get("seed"), fit_seconds=fit_seconds, predict_seconds=predict_seconds,
+            submission=path,
+        )
+        append_record(run_record, results)
+    return EvalRun(spec=spec, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=hyperparameters,
+                   submission=path, latents=latents, scores=scores, record=run_record)
