@@ -1,0 +1,74 @@
+"""The LFADS network: encoders -> g0 and controller input -> controller + generator -> factors
+-> log rates of every unit over the observed and forward bins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .modules import Decoder, Encoder, init_fan_in_
+from .priors import AutoregressivePrior, GaussianPrior
+
+
+@dataclass
+class NetworkOutput:
+    log_rates: Tensor  # (batch, steps, held-in + held-out units), steps = observed + forward bins
+    factors: Tensor  # (batch, steps, fac_dim)
+    inputs: Tensor | None  # (batch, steps, co_dim) inferred inputs; None without controller
+    ic_mean: Tensor  # (batch, ic_dim)
+    ic_std: Tensor
+    co_mean: Tensor | None  # (batch, steps, co_dim)
+    co_std: Tensor | None
+
+
+class LFADSNetwork(nn.Module):
+    """Sizes: `n_input` held-in units read by the encoders, `n_output` units reconstructed
+    (held-in first, then held-out). `co_dim = 0` leaves out the CI encoder and the controller."""
+
+    def __init__(self, n_input: int, n_output: int, ic_enc_dim: int, ci_enc_dim: int, ci_lag: int,
+                 con_dim: int, co_dim: int, ic_dim: int, gen_dim: int, fac_dim: int, dropout: float):
+        super().__init__()
+        controlled = co_dim > 0
+        self.encoder = Encoder(n_input, ic_enc_dim, ic_dim, ci_enc_dim if controlled else 0, ci_lag, dropout)
+        self.decoder = Decoder(ic_dim, gen_dim, fac_dim, 2 * ci_enc_dim, con_dim, co_dim, dropout)
+        self.readout = nn.Linear(fac_dim, n_output)
+        init_fan_in_(self.readout)
+        self.ic_prior = GaussianPrior(ic_dim)
+        self.co_prior = AutoregressivePrior(co_dim) if controlled else None
+        self.co_dim = co_dim
+
+    def set_mean_rates(self, mean_rates: Tensor) -> None:
+        """Start the readout at each unit's mean rate (spikes/bin), so training begins at the
+        mean-rate null model instead of spending its first epochs finding the firing rates."""
+        with torch.no_grad():
+            self.readout.bias.copy_(torch.log(mean_rates.clamp(min=1e-3)))
+
+    def forward(self, spikes: Tensor, n_steps: int, sample: bool) -> NetworkOutput:
+        """spikes: (batch, bins, n_input) encoder input; n_steps >= bins: bins to reconstruct.
+        `sample` draws g0 and the inferred inputs from their posteriors; else their means."""
+        encoded = self.encoder(spikes)
+        g0 = encoded.ic_mean
+        noise = None
+        if sample:
+            g0 = self.ic_prior.make_posterior(encoded.ic_mean, encoded.ic_std).rsample()
+            if self.co_dim > 0:
+                noise = torch.randn(spikes.shape[0], n_steps, self.co_dim, device=spikes.device)
+        decoded = self.decoder(g0, encoded.controller_input, n_steps, noise)
+        return NetworkOutput(
+            log_rates=self.readout(decoded.factors), factors=decoded.factors, inputs=decoded.inputs,
+            ic_mean=encoded.ic_mean, ic_std=encoded.ic_std, co_mean=decoded.co_mean, co_std=decoded.co_std,
+        )
+
+    def recurrent_l2(self, gen_scale: float, con_scale: float) -> Tensor:
+        """LFADS' L2 penalty on the recurrent kernels: sum of scale * ||W_hh||^2 / 2 over the
+        penalised cells, divided by their total number of weights."""
+        kernels = [(self.decoder.generator.weight_hh_l0, gen_scale)]
+        if self.co_prior is not None:
+            kernels.append((self.decoder.controller.weight_hh, con_scale))
+        penalised = [(weight, scale) for weight, scale in kernels if scale > 0]
+        if not penalised:
+            return self.readout.bias.new_zeros(())
+        total = sum(scale * 0.5 * weight.square().sum() for weight, scale in penalised)
+        return total / sum(weight.numel() for weight, _ in penalised)

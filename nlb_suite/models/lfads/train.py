@@ -1,0 +1,345 @@
+"""Training LFADS: the objective, ramps, early stopping, learning-rate decay, checkpoints, resume.
+
+The objective reads as in lfads-torch:
+    loss = loss_scale * (recon + l2_ramp * l2 + kl_ramp * (kl_ic + kl_co))
+with `recon` the mean Poisson NLL per reconstructed entry (coordinated dropout deciding which
+held-in entries carry gradient), the KL terms per trial, each already multiplied by its scale.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from ..base import ModelError
+from .augment import block_gradients, coordinated_dropout
+from .losses import bits_per_spike, poisson_nll
+from .network import LFADSNetwork, NetworkOutput
+
+CHECKPOINT_FORMAT = 1
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+# Weight of the newest epoch in the exponentially smoothed validation loss used for model selection.
+VALID_SMOOTHING = 0.3
+
+
+@dataclass
+class Batch:
+    """Trials as the training loop sees them; one dataclass for a minibatch or a whole split."""
+
+    encoder_input: Tensor  # (trials, bins, held-in): counts, 0 where unobserved or held back
+    target: Tensor  # (trials, bins + forward, held-in + held-out): counts, 0 where unobserved
+    observed: Tensor  # bool, like target: False where the data are NaN
+    held_back: Tensor  # bool, like target: sample-validation entries (held-in, observed bins only)
+
+    def take(self, index: Tensor) -> "Batch":
+        return Batch(self.encoder_input[index], self.target[index], self.observed[index], self.held_back[index])
+
+    @property
+    def n_trials(self) -> int:
+        return self.target.shape[0]
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation settings of one run (model sizes live in `LFADSNetwork`)."""
+
+    lr: float
+    weight_decay: float
+    adam_eps: float
+    max_grad_norm: float
+    loss_scale: float
+    lr_decay: float
+    lr_patience: int
+    lr_stop: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    cd_rate: float
+    kl_ic_scale: float
+    kl_co_scale: float
+    l2_gen_scale: float
+    l2_con_scale: float
+    kl_start_epoch: int
+    kl_increase_epoch: int
+    l2_start_epoch: int
+    l2_increase_epoch: int
+    log_every: int
+    checkpoint_dir: Path | None
+    resume: bool
+
+    @property
+    def ramps_done_epoch(self) -> int:
+        """First epoch at which both penalties are at full weight."""
+        return max(self.kl_start_epoch + self.kl_increase_epoch, self.l2_start_epoch + self.l2_increase_epoch)
+
+
+@dataclass
+class EpochRecord:
+    """One row of the training curves."""
+
+    epoch: int
+    train_loss: float  # the objective without loss_scale, averaged over batches
+    train_recon: float
+    valid_loss: float  # Poisson NLL per entry the encoder never sees, on validation trials
+    valid_loss_smoothed: float
+    valid_co_bps: float  # held-out units of the validation trials, posterior-mean rates
+    kl_ramp: float
+    l2_ramp: float
+    lr: float
+    train_seconds: float
+
+
+@dataclass
+class TrainingState:
+    """Everything beyond the weights that a resumed run needs to continue exactly."""
+
+    epoch: int = 0  # epochs completed
+    history: list[EpochRecord] = field(default_factory=list)
+    smoothed: float | None = None
+    best_loss: float = float("inf")
+    best_epoch: int = -1
+    best_weights: dict[str, Tensor] | None = None
+    epochs_since_best: int = 0
+
+
+def ramp(epoch: int, start: int, increase: int) -> float:
+    """Penalty weight at `epoch`: 0 before `start`, rising linearly to 1 at `start + increase`."""
+    if increase <= 0:
+        return 1.0 if epoch >= start else 0.0
+    return min(1.0, max(0.0, (epoch - start) / increase))
+
+
+class Trainer:
+    """Fits an `LFADSNetwork` on training and validation `Batch`es; `run` returns the weights of
+    the best epoch after the ramps (the last weights if training ended before the ramps did)."""
+
+    def __init__(self, network: LFADSNetwork, config: TrainConfig, n_heldin: int, n_bins: int,
+                 run_config: dict[str, Any]):
+        self.network = network
+        self.config = config
+        self.n_heldin = n_heldin
+        self.n_bins = n_bins
+        self.run_config = run_config  # saved in checkpoints; must match to resume
+        self.optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, eps=config.adam_eps,
+                                           weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=config.lr_decay, patience=config.lr_patience,
+            threshold=0.0, min_lr=config.lr_stop)
+        self.state = TrainingState()
+
+    def run(self, train: Batch, valid: Batch) -> TrainingState:
+        cfg = self.config
+        if cfg.resume:
+            self._restore()
+        bar = tqdm(total=cfg.max_epochs, initial=self.state.epoch, desc="LFADS", unit="epoch",
+                   disable=None, file=sys.stderr, dynamic_ncols=True)
+        with bar:
+            while self.state.epoch < cfg.max_epochs and not self._stopped():
+                record = self._epoch(train, valid)
+                bar.update(1)
+                bar.set_postfix(train=f"{record.train_loss:.4f}", valid=f"{record.valid_loss:.4f}",
+                                co_bps=f"{record.valid_co_bps:.3f}")
+                if cfg.log_every > 0 and (record.epoch + 1) % cfg.log_every == 0:
+                    bar.write(_log_line(record), file=sys.stderr)
+        if self.state.best_weights is not None:
+            self.network.load_state_dict(self.state.best_weights)
+        return self.state
+
+    def _stopped(self) -> bool:
+        return self.state.epochs_since_best >= self.config.patience
+
+    def _epoch(self, train: Batch, valid: Batch) -> EpochRecord:
+        cfg, state = self.config, self.state
+        epoch = state.epoch
+        kl_ramp = ramp(epoch, cfg.kl_start_epoch, cfg.kl_increase_epoch)
+        l2_ramp = ramp(epoch, cfg.l2_start_epoch, cfg.l2_increase_epoch)
+        started = time.perf_counter()
+        self.network.train()
+        losses, recons = [], []
+        for index in _batches(train.n_trials, cfg.batch_size, train.target.device):
+            loss, recon = self._train_step(train.take(index), kl_ramp, l2_ramp)
+            losses.append(loss)
+            recons.append(recon)
+        train_seconds = time.perf_counter() - started
+        valid_loss, valid_co_bps = self._validate(valid)
+        state.smoothed = valid_loss if state.smoothed is None else (
+            VALID_SMOOTHING * valid_loss + (1.0 - VALID_SMOOTHING) * state.smoothed)
+        if epoch >= cfg.ramps_done_epoch:
+            self.scheduler.step(state.smoothed)
+            if state.smoothed < state.best_loss:
+                state.best_loss, state.best_epoch, state.epochs_since_best = state.smoothed, epoch, 0
+                state.best_weights = _cpu_copy(self.network.state_dict())
+                self._save_best()
+            else:
+                state.epochs_since_best += 1
+        record = EpochRecord(
+            epoch=epoch, train_loss=sum(losses) / len(losses), train_recon=sum(recons) / len(recons),
+            valid_loss=valid_loss, valid_loss_smoothed=state.smoothed, valid_co_bps=valid_co_bps,
+            kl_ramp=kl_ramp, l2_ramp=l2_ramp, lr=self.optimizer.param_groups[0]["lr"],
+            train_seconds=train_seconds,
+        )
+        state.history.append(record)
+        state.epoch = epoch + 1
+        self._save_last()
+        return record
+
+    def _train_step(self, batch: Batch, kl_ramp: float, l2_ramp: float) -> tuple[float, float]:
+        cfg, net = self.config, self.network
+        dropout = coordinated_dropout(batch.encoder_input, cfg.cd_rate)
+        out = net(dropout.inputs, batch.target.shape[1], sample=True)
+        nll = block_gradients(poisson_nll(out.log_rates, batch.target), dropout.gradient_mask)
+        trained = batch.observed & ~batch.held_back
+        recon = (nll * trained).sum() / trained.sum().clamp(min=1)
+        kl_ic, kl_co = self._kl_terms(out)
+        l2 = net.recurrent_l2(cfg.l2_gen_scale, cfg.l2_con_scale)
+        objective = recon + l2_ramp * l2 + kl_ramp * (kl_ic + kl_co)
+        loss = cfg.loss_scale * objective
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        return objective.item(), recon.item()
+
+    def _kl_terms(self, out: NetworkOutput) -> tuple[Tensor, Tensor]:
+        net, cfg = self.network, self.config
+        kl_ic = cfg.kl_ic_scale * net.ic_prior.kl(out.ic_mean, out.ic_std)
+        if net.co_prior is None:
+            return kl_ic, torch.zeros_like(kl_ic)
+        return kl_ic, cfg.kl_co_scale * net.co_prior.kl(out.inputs, out.co_mean, out.co_std)
+
+    @torch.no_grad()
+    def _validate(self, valid: Batch) -> tuple[float, float]:
+        """Validation trials through the posterior means (no sampling, no dropout). The loss
+        counts only entries the encoder never saw (held-out units, forward bins, held-back
+        samples): on the held-in inputs a model that copies its input would look best."""
+        self.network.eval()
+        log_rates = torch.cat([
+            self.network(encoder_input, valid.target.shape[1], sample=False).log_rates
+            for encoder_input in valid.encoder_input.split(self.config.batch_size)
+        ])
+        unseen = valid.held_back.clone()
+        unseen[:, self.n_bins:, :] = True
+        unseen[:, :, self.n_heldin:] = True
+        scored = unseen & valid.observed
+        nll = (poisson_nll(log_rates, valid.target) * scored).sum() / scored.sum().clamp(min=1)
+        heldout = (slice(None), slice(0, self.n_bins), slice(self.n_heldin, None))
+        co_bps = bits_per_spike(log_rates[heldout], valid.target[heldout], valid.observed[heldout])
+        return float(nll), co_bps
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def _save_last(self) -> None:
+        if self.config.checkpoint_dir is None:
+            return
+        state = self.state
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.run_config,
+            "epoch": state.epoch,
+            "weights": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": [asdict(record) for record in state.history],
+            "selection": {"smoothed": state.smoothed, "best_loss": state.best_loss,
+                          "best_epoch": state.best_epoch, "epochs_since_best": state.epochs_since_best},
+            "best_weights": state.best_weights,
+            "rng": _rng_state(self.network),
+        }
+        save_checkpoint(self.config.checkpoint_dir / LAST_CHECKPOINT, payload)
+
+    def _save_best(self) -> None:
+        if self.config.checkpoint_dir is None:
+            return
+        payload = {"format": CHECKPOINT_FORMAT, "config": self.run_config, "epoch": self.state.best_epoch,
+                   "weights": self.state.best_weights}
+        save_checkpoint(self.config.checkpoint_dir / BEST_CHECKPOINT, payload)
+
+    def _restore(self) -> None:
+        """Continue from `last.pt` when it exists; a fresh run otherwise."""
+        assert self.config.checkpoint_dir is not None
+        path = self.config.checkpoint_dir / LAST_CHECKPOINT
+        if not path.exists():
+            return
+        payload = load_checkpoint(path)
+        mismatched = sorted(key for key in self.run_config if payload["config"].get(key) != self.run_config[key])
+        if mismatched:
+            details = ", ".join(f"{k}: {payload['config'].get(k)!r} there, {self.run_config[k]!r} now"
+                                for k in mismatched)
+            raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings ({details})")
+        self.network.load_state_dict(payload["weights"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        selection = payload["selection"]
+        self.state = TrainingState(
+            epoch=payload["epoch"], history=[EpochRecord(**row) for row in payload["history"]],
+            smoothed=selection["smoothed"], best_loss=selection["best_loss"],
+            best_epoch=selection["best_epoch"], best_weights=payload["best_weights"],
+            epochs_since_best=selection["epochs_since_best"],
+        )
+        _set_rng_state(payload["rng"], self.network)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """torch.save of plain tensors and containers, written to a temporary file in the same
+    folder and moved into place, so an interrupted write never leaves a broken checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU, whatever device wrote it, without unpickling objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise ModelError(f"{path}: not a readable LFADS checkpoint ({err})") from None
+
+
+def _batches(n_trials: int, batch_size: int, device: torch.device) -> list[Tensor]:
+    """A shuffled split of the trials into round(n / batch_size) batches of nearly equal size:
+    no straggler batch of a few trials costing a full pass through the time loop."""
+    n_batches = max(1, round(n_trials / batch_size))
+    order = torch.randperm(n_trials).to(device)
+    return list(order.tensor_split(n_batches))
+
+
+def _cpu_copy(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
+
+
+def _rng_state(network: LFADSNetwork) -> dict[str, Tensor | None]:
+    device = network.readout.weight.device
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_state(saved: dict[str, Tensor | None], network: LFADSNetwork) -> None:
+    torch.set_rng_state(saved["cpu"])
+    device = network.readout.weight.device
+    # A run saved on another kind of device resumes with that device's generator as it stands.
+    if device.type == "cuda" and saved["cuda"] is not None:
+        torch.cuda.set_rng_state(saved["cuda"], device)
+
+
+def _log_line(record: EpochRecord) -> str:
+    return (f"epoch {record.epoch + 1:4d}  train {record.train_loss:.4f}  valid {record.valid_loss:.4f}"
+            f"  co-bps {record.valid_co_bps:.3f}  kl ramp {record.kl_ramp:.2f}  lr {record.lr:.1e}"
+            f"  {record.train_seconds:.1f} s")
