@@ -21,6 +21,9 @@ from ..data.nwb import NWBFormatError, Recording
 from ..datasets.spec import DatasetSpec
 from .grid import NS_PER_MS, ONE_US_NS, UnitSpikes, ceil_div, ordered_units, seconds_to_ns, unit_spikes
 
+# Units whose binned windows go through one matrix product (bounds the memory of the batch).
+_UNITS_PER_PRODUCT = 32
+
 
 @dataclass
 class PsthTargets:
@@ -188,30 +191,44 @@ def _accumulate(spikes: list[UnitSpikes], layout: _Layout, kernel: np.ndarray, n
     # per (condition, first row) group before smoothing.
     group_keys, group = np.unique(layout.condition * n_rows + layout.row, return_inverse=True)
     cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for u, unit in enumerate(spikes):
-        key = id(unit.observed)
-        if key not in cache:
-            segments = _segments(unit.observed)
-            window_idx = layout.first_ms[:, None] + np.arange(n * bin_ms)[None, :]
-            inside = (window_idx >= 0) & (window_idx < len(segments))
-            window_seg = np.where(inside, segments[np.clip(window_idx, 0, len(segments) - 1)], 0)
-            own_seg = window_seg[:, 0]
-            regular = (layout.length == n) & (own_seg > 0) & (window_seg == own_seg[:, None]).all(axis=1)
-            cache[key] = (segments, own_seg, regular)
-        segments, own_seg, regular = cache[key]
-        reg = np.flatnonzero(regular)
-        owner, offset = _spikes_in_ranges(unit.ms, ext_start[reg], width)
-        same_stretch = segments[ext_start[reg][owner] + offset] == own_seg[reg][owner]
-        flat = group[reg][owner[same_stretch]] * width + offset[same_stretch]
-        summed = np.bincount(flat, minlength=len(group_keys) * width).reshape(len(group_keys), width)
-        binned = summed @ matrix
-        members = np.bincount(group[reg], minlength=len(group_keys))
-        for g in np.flatnonzero(members):
-            c, row = divmod(int(group_keys[g]), n_rows)
-            sums[c, row: row + n, u] += binned[g]
-            counts[c, row: row + n, u] += members[g]
-        for t in np.flatnonzero(~regular):
-            _add_irregular(unit, segments, layout, t, kernel, n, bin_ms, sums[:, :, u], counts[:, :, u])
+    summed = np.zeros((min(_UNITS_PER_PRODUCT, len(spikes)), len(group_keys), width))
+    for chunk_start in range(0, len(spikes), _UNITS_PER_PRODUCT):
+        chunk = spikes[chunk_start: chunk_start + _UNITS_PER_PRODUCT]
+        summed[:] = 0.0
+        members = np.zeros((len(chunk), len(group_keys)), dtype=np.int64)
+        for i, unit in enumerate(chunk):
+            key = id(unit.observed)
+            if key not in cache:
+                cache[key] = _regular_windows(unit.observed, layout, n, bin_ms)
+            segments, own_seg, regular = cache[key]
+            reg = np.flatnonzero(regular)
+            owner, offset = _spikes_in_ranges(unit.ms, ext_start[reg], width)
+            same_stretch = segments[ext_start[reg][owner] + offset] == own_seg[reg][owner]
+            flat = group[reg][owner[same_stretch]] * width + offset[same_stretch]
+            summed[i] = np.bincount(flat, minlength=len(group_keys) * width).reshape(len(group_keys), width)
+            members[i] = np.bincount(group[reg], minlength=len(group_keys))
+            for t in np.flatnonzero(~regular):
+                u = chunk_start + i
+                _add_irregular(unit, segments, layout, t, kernel, n, bin_ms, sums[:, :, u], counts[:, :, u])
+        # One product for many units: small matrix products are far slower per flop.
+        binned = (summed[: len(chunk)].reshape(-1, width) @ matrix).reshape(len(chunk), len(group_keys), n)
+        for g, key in enumerate(group_keys):
+            c, row = divmod(int(key), n_rows)
+            units = slice(chunk_start, chunk_start + len(chunk))
+            sums[c, row: row + n, units] += binned[:, g].T
+            counts[c, row: row + n, units] += members[:, g]
+
+
+def _regular_windows(observed: np.ndarray, layout: _Layout, n: int, bin_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed-stretch id of every ms, each window's stretch, and which windows are regular:
+    full length, observed throughout and inside one stretch."""
+    segments = _segments(observed)
+    window_idx = layout.first_ms[:, None] + np.arange(n * bin_ms)[None, :]
+    inside = (window_idx >= 0) & (window_idx < len(segments))
+    window_seg = np.where(inside, segments[np.clip(window_idx, 0, len(segments) - 1)], 0)
+    own_seg = window_seg[:, 0]
+    regular = (layout.length == n) & (own_seg > 0) & (window_seg == own_seg[:, None]).all(axis=1)
+    return segments, own_seg, regular
 
 
 def _add_irregular(unit: UnitSpikes, segments: np.ndarray, layout: _Layout, t: int, kernel: np.ndarray,
