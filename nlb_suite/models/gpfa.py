@@ -4,17 +4,20 @@ Model, per trial of T bins: latents x_i(t), i = 1..q, are independent Gaussian p
 squared-exponential covariance (1 - eps) exp(-gamma_i (t - s)^2 / 2) + eps [t == s], where
 gamma_i = 1 / timescale_i^2 in bins and eps is a small fixed GP noise variance; the observations are
 y(t) = C x(t) + d + noise, noise ~ N(0, diag(R)). EM learns C, d, R in closed form and each gamma_i
-by gradient ascent on the expected complete-data log-likelihood, starting from factor analysis.
+by Newton steps on the expected complete-data log-likelihood, starting from factor analysis.
 
 Spike counts enter square-rooted, as in Yu 2009: the square root roughly stabilises the Poisson
 variance, which suits the Gaussian observation model. Rates come from a Poisson GLM on the latent
-posterior means (`PoissonReadout`), so they are in spikes/bin whatever the transform.
+posterior means (`PoissonReadout`), so they are in spikes/bin whatever the transform. The forward
+window's latents are the GP's prediction given the observed bins; a second readout, fitted on the
+training trials' forward spikes, turns them into rates.
 
 Speed: all sequences have the same length, so every sequence with the same pattern of observed
 entries shares one posterior covariance (a (q T) x (q T) matrix). Each EM iteration factorises it
-once per pattern and gets the posterior means of all those sequences from one matrix product.
-Without NaN there is a single pattern. Training sequences longer than `segment_bins` are cut into
-overlapping segments of that length (as Yu 2009's code does) because the cost grows as (q T)^3.
+once per pattern (in two halves, see `_group_posterior`) and gets the posterior means of all those
+sequences from one solve. Without NaN there is a single pattern. Training sequences longer than
+`segment_bins` are cut into overlapping segments of that length (as Yu 2009's code does) because
+the cost grows as (q T)^3.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class GpfaParameters:
     def latent_dim(self) -> int:
         return self.loading.shape[1]
 
+    @property
     def timescales_bins(self) -> np.ndarray:
         return 1.0 / np.sqrt(self.gamma)
 
@@ -85,7 +89,7 @@ def factor_analysis_init(sequences: np.ndarray, latent_dim: int, timescale_bins:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class _PatternGroup:
     """Sequences that share one pattern of observed entries, hence one posterior covariance."""
 
@@ -101,7 +105,7 @@ class _PatternGroup:
     def square_sum(self) -> np.ndarray:
         return (self.values ** 2).sum(axis=(0, 1))
 
-    @property
+    @cached_property
     def time_invariant(self) -> bool:
         """Every unit is observed in all bins or in none (always so without NaN)."""
         return bool((self.observed == self.observed[0]).all())
@@ -411,8 +415,9 @@ class Gpfa:
     `segment_bins`; L2 penalty `readout_alpha` of the Poisson readout; `seed` of the randomised SVD
     in the factor-analysis initialisation (the only random step).
 
-    After `fit`: `parameters_` (GpfaParameters over the units in `fitted_units_`),
-    `log_likelihoods_` (see `GpfaFit`), `timescales_ms_`, `readout_`.
+    After `fit`: `parameters_` (GpfaParameters over the held-in units in `fitted_units_`),
+    `log_likelihoods_` (see `GpfaFit`), `timescales_ms_`, `readout_` (latents to all units) and
+    `forward_readout_` (extrapolated latents to all units in the forward window).
     """
 
     def __init__(self, latent_dim: int = 8, n_iter: int = 500, tolerance: float = 1e-8,
@@ -461,12 +466,23 @@ class Gpfa:
         result = fit_gpfa(segments, initial, self.n_iter, self.tolerance, self.min_var_frac)
         self.parameters_ = result.parameters
         self.log_likelihoods_ = result.log_likelihoods
-        self.timescales_ms_ = result.parameters.timescales_bins() * tensors.bin_ms
+        self.timescales_ms_ = result.parameters.timescales_bins * tensors.bin_ms
         latents, _ = posterior_means(self.parameters_, sequences)
-        counts = np.concatenate([tensors.train_spikes_heldin, tensors.train_spikes_heldout], axis=2)
-        self.readout_ = PoissonReadout(alpha=self.readout_alpha).fit(
-            latents.reshape(-1, self.latent_dim), counts.reshape(-1, counts.shape[2]))
+        self.readout_ = self._fit_readout(
+            latents, tensors.train_spikes_heldin, tensors.train_spikes_heldout)
+        # Extrapolated latents shrink towards the prior mean, so the readout fitted in the window
+        # would predict rates that are too low there; a second one learns the forward window
+        # from the training trials' forward spikes.
+        self.forward_readout_ = self._fit_readout(
+            extrapolate_latents(self.parameters_, latents, tensors.n_forward),
+            tensors.train_spikes_heldin_forward, tensors.train_spikes_heldout_forward
+        ) if tensors.n_forward else None
         return self
+
+    def _fit_readout(self, latents: np.ndarray, heldin: np.ndarray, heldout: np.ndarray) -> PoissonReadout:
+        counts = np.concatenate([heldin, heldout], axis=2)
+        return PoissonReadout(alpha=self.readout_alpha).fit(
+            latents.reshape(-1, self.latent_dim), counts.reshape(-1, counts.shape[2]))
 
     def predict(self, tensors: Tensors) -> Rates:
         """Rates of all units for training and evaluation trials, and for the forward window
@@ -482,13 +498,21 @@ class Gpfa:
         latents, _ = posterior_means(
             self.parameters_, np.sqrt(spikes[:, :, self.fitted_units_].astype(np.float64)))
         train_latents, eval_latents = latents[:tensors.n_train], latents[tensors.n_train:]
-        forward_latents = extrapolate_latents(self.parameters_, eval_latents, tensors.n_forward)
+        if not tensors.n_forward:
+            forward_rates = np.empty((tensors.n_eval, 0, tensors.n_heldin + tensors.n_heldout))
+        elif self.forward_readout_ is None:
+            raise ModelError(f"gpfa: fitted without a forward window, {tensors.dataset!r} has "
+                             f"{tensors.n_forward} forward bins")
+        else:
+            forward_rates = _rates(self.forward_readout_, extrapolate_latents(
+                self.parameters_, eval_latents, tensors.n_forward))
         return split_rates(
-            *(self._rates(part) for part in (train_latents, eval_latents, forward_latents)),
+            _rates(self.readout_, train_latents), _rates(self.readout_, eval_latents), forward_rates,
             n_heldin=tensors.n_heldin,
             latents={"train_latents": train_latents.astype(np.float32),
                      "eval_latents": eval_latents.astype(np.float32)})
 
-    def _rates(self, latents: np.ndarray) -> np.ndarray:
-        n_trials, n_bins, _ = latents.shape
-        return self.readout_.predict(latents.reshape(-1, self.latent_dim)).reshape(n_trials, n_bins, -1)
+
+def _rates(readout: PoissonReadout, latents: np.ndarray) -> np.ndarray:
+    n_trials, n_bins, n_latents = latents.shape
+    return readout.predict(latents.reshape(-1, n_latents)).reshape(n_trials, n_bins, -1)
