@@ -1,12 +1,17 @@
 """Kalman filter / RTS smoother against pykalman and exact Gaussian conditioning; LDS EM; the model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from nlb_suite.decoding import KalmanVelocityDecoder, kalman_decoder_r2
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.kalman import (
     LinearGaussianSSM, fit_lds_em, kalman_filter, kalman_smoother,
 )
+from nlb_suite.scoring.metrics import bits_per_spike
+from simulated_tensors import simulate
 
 pykalman = pytest.importorskip("pykalman")
 
@@ -174,3 +179,84 @@ def test_em_stops_at_tolerance():
 def test_out_of_range_hyperparameters(kwargs):
     with pytest.raises(ModelError, match=next(iter(kwargs))):
         make_model("kalman", **kwargs)
+
+
+# The model and the Wu decoder on a small simulated dataset.
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return simulate()
+
+
+@pytest.fixture(scope="module")
+def kalman_rates(dataset):
+    model = make_model("kalman", latent_dim=4, n_iter=30).fit(dataset.tensors)
+    return model, model.predict(dataset.tensors)
+
+
+def test_model_rates_shapes_latents_and_monotone_em(dataset, kalman_rates):
+    model, rates = kalman_rates
+    rates.check_shapes(dataset.tensors)
+    assert all(np.isfinite(a).all() and (a >= 0).all() for a in rates.arrays().values())
+    assert rates.latents["eval_latents"].shape == (dataset.tensors.n_eval, dataset.tensors.n_bins, 4)
+    assert np.all(np.diff(model.log_likelihoods_) >= -1e-8 * np.abs(model.log_likelihoods_[1:]))
+
+
+def test_model_beats_the_mean_rate_null_and_smoothing(dataset, kalman_rates):
+    _, rates = kalman_rates
+    co_bps = bits_per_spike(rates.eval_rates_heldout, dataset.targets.eval_spikes_heldout)
+    smoothing = make_model("smoothing", kern_sd_ms=40.0).fit(dataset.tensors).predict(dataset.tensors)
+    assert co_bps > 0.08
+    assert co_bps > bits_per_spike(smoothing.eval_rates_heldout, dataset.targets.eval_spikes_heldout)
+
+
+def test_model_is_deterministic(dataset, kalman_rates):
+    _, rates = kalman_rates
+    again = make_model("kalman", latent_dim=4, n_iter=30).fit(dataset.tensors).predict(dataset.tensors)
+    for name in rates.ARRAYS:
+        np.testing.assert_array_equal(getattr(rates, name), getattr(again, name))
+
+
+def test_model_rejects_more_latents_than_held_in_units(dataset):
+    with pytest.raises(ModelError, match="exceeds"):
+        make_model("kalman", latent_dim=dataset.tensors.n_heldin + 1).fit(dataset.tensors)
+
+
+def test_wu_decoder_recovers_velocity(dataset):
+    r2 = kalman_decoder_r2(dataset.tensors, dataset.targets)
+    assert r2 > 0.5
+    decoder = KalmanVelocityDecoder().fit(dataset.tensors.train_spikes_heldin,
+                                          dataset.tensors.train_behavior)
+    assert decoder.predict(dataset.tensors.eval_spikes_heldin).shape == dataset.targets.eval_behavior.shape
+
+
+def test_wu_decoder_with_decode_masks_averages_one_decoder_per_mask(dataset):
+    tensors, targets = dataset.tensors, dataset.targets
+    train_mask = np.zeros((tensors.n_train, 2), bool)
+    train_mask[np.arange(tensors.n_train) % 2 == 0, 0] = True
+    train_mask[:, 1] = ~train_mask[:, 0]
+    eval_mask = np.zeros((tensors.n_eval, 2), bool)
+    eval_mask[np.arange(tensors.n_eval) % 2 == 0, 0] = True
+    eval_mask[:, 1] = ~eval_mask[:, 0]
+    masked_tensors = dataclasses.replace(tensors, train_decode_mask=train_mask)
+    masked_targets = dataclasses.replace(targets, eval_decode_mask=eval_mask)
+    per_mask = []
+    for column in range(2):
+        one = dataclasses.replace(tensors, train_spikes_heldin=tensors.train_spikes_heldin[train_mask[:, column]],
+                                  train_behavior=tensors.train_behavior[train_mask[:, column]])
+        one_targets = dataclasses.replace(targets, eval_behavior=targets.eval_behavior[eval_mask[:, column]])
+        one = dataclasses.replace(one, eval_spikes_heldin=tensors.eval_spikes_heldin[eval_mask[:, column]])
+        per_mask.append(kalman_decoder_r2(one, one_targets))
+    assert kalman_decoder_r2(masked_tensors, masked_targets) == pytest.approx(np.mean(per_mask), abs=1e-12)
+    with pytest.raises(ModelError, match="decode masks"):
+        kalman_decoder_r2(masked_tensors, targets)
+
+
+def test_wu_decoder_bad_input(dataset):
+    with pytest.raises(ModelError, match="must be"):
+        KalmanVelocityDecoder().fit(dataset.tensors.train_spikes_heldin, dataset.tensors.train_behavior[:-1])
+    with pytest.raises(ModelError, match="noise_floor"):
+        KalmanVelocityDecoder(noise_floor=0.0)
+    with pytest.raises(ModelError, match="before fit"):
+        KalmanVelocityDecoder().predict(dataset.tensors.eval_spikes_heldin)
