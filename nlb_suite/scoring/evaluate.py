@@ -80,6 +80,26 @@ def _array(group: Mapping[str, Any], key: str, role: str) -> np.ndarray:
     return np.array(group[key], dtype=np.float64)
 
 
+def _join_units(heldin: Any, heldout: Any) -> np.ndarray:
+    """Held-in and held-out arrays side by side along units, in float64 (converted while
+    copying into place: no float64 copy of each half)."""
+    heldin, heldout = np.asarray(heldin), np.asarray(heldout)
+    if heldin.shape[:-1] != heldout.shape[:-1]:
+        raise ScoringError(f"held-in shape {heldin.shape} and held-out shape {heldout.shape} differ "
+                           "in trials or bins")
+    joined = np.empty(heldin.shape[:-1] + (heldin.shape[-1] + heldout.shape[-1],))
+    joined[..., : heldin.shape[-1]] = heldin
+    joined[..., heldin.shape[-1] :] = heldout
+    return joined
+
+
+def _joined(group: Mapping[str, Any], keys: tuple[str, str], role: str) -> np.ndarray:
+    missing = [key for key in keys if key not in group]
+    if missing:
+        raise ScoringError(f"the {role} have no array {missing[0]!r}")
+    return _join_units(group[keys[0]], group[keys[1]])
+
+
 def _index_lists(raw: Any) -> list[np.ndarray]:
     # In HDF5 the condition indices are a variable-length integer dataset (object array of arrays).
     return [np.asarray(trials, dtype=np.intp).reshape(-1) for trials in np.asarray(raw, dtype=object)]
@@ -90,15 +110,14 @@ def _score_group(dataset: str, target: Mapping[str, Any], user: Mapping[str, Any
     result: dict[str, float] = {}
     eval_spikes_heldout = _array(target, "eval_spikes_heldout", "targets")
     eval_rates_heldout = _array(user, "eval_rates_heldout", "predictions")
-    eval_rates = np.concatenate([_array(user, "eval_rates_heldin", "predictions"), eval_rates_heldout], axis=-1)
+    eval_rates = _joined(user, ("eval_rates_heldin", "eval_rates_heldout"), "predictions")
     result["co-bps"] = bits_per_spike(eval_rates_heldout, eval_spikes_heldout)
 
     if dataset == "dmfc_rsg":
         result["tp corr"] = speed_tp_correlation(eval_spikes_heldout, eval_rates,
                                                  _array(target, "eval_behavior", "targets"))
     elif "train_behavior" in target and "eval_behavior" in target:
-        train_rates = np.concatenate([_array(user, "train_rates_heldin", "predictions"),
-                                      _array(user, "train_rates_heldout", "predictions")], axis=-1)
+        train_rates = _joined(user, ("train_rates_heldin", "train_rates_heldout"), "predictions")
         has_masks = "train_decode_mask" in target
         result["vel R2"] = velocity_r2(
             train_rates, _array(target, "train_behavior", "targets"),
@@ -115,10 +134,8 @@ def _score_group(dataset: str, target: Mapping[str, Any], user: Mapping[str, Any
                                     _index_lists(target["eval_cond_idx"]), jitter=jitter)
 
     if "eval_rates_heldin_forward" in user and "eval_spikes_heldin_forward" in target:
-        spikes_forward = np.concatenate([_array(target, "eval_spikes_heldin_forward", "targets"),
-                                         _array(target, "eval_spikes_heldout_forward", "targets")], axis=-1)
-        rates_forward = np.concatenate([_array(user, "eval_rates_heldin_forward", "predictions"),
-                                        _array(user, "eval_rates_heldout_forward", "predictions")], axis=-1)
+        spikes_forward = _joined(target, ("eval_spikes_heldin_forward", "eval_spikes_heldout_forward"), "targets")
+        rates_forward = _joined(user, ("eval_rates_heldin_forward", "eval_rates_heldout_forward"), "predictions")
         result["fp-bps"] = bits_per_spike(rates_forward, spikes_forward)
     return result
 
@@ -208,10 +225,6 @@ class Scores:
         return out
 
 
-def _f64(array: np.ndarray) -> np.ndarray:
-    return np.asarray(array, dtype=np.float64)
-
-
 def _check_rates_fit_targets(rates: Rates, targets: EvalTargets) -> None:
     n_eval, n_bins, n_heldout = targets.eval_spikes_heldout.shape
     n_heldin = targets.eval_spikes_heldin_forward.shape[2]
@@ -244,7 +257,7 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
     n_eval = targets.eval_spikes_heldout.shape[0]
     counts = trial_resamples(n_eval, n_boot, rng)
     samples: dict[str, np.ndarray] = {}
-    eval_rates = np.concatenate([_f64(rates.eval_rates_heldin), _f64(rates.eval_rates_heldout)], axis=-1)
+    eval_rates = _join_units(rates.eval_rates_heldin, rates.eval_rates_heldout)
 
     co_stats = poisson_stats(rates.eval_rates_heldout, targets.eval_spikes_heldout)
     co_bps = float(co_stats.bits_per_spike())
@@ -253,16 +266,15 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
     fp_bps = None
     if targets.eval_spikes_heldin_forward.shape[1] > 0:
         fp_stats = poisson_stats(
-            np.concatenate([_f64(rates.eval_rates_heldin_forward), _f64(rates.eval_rates_heldout_forward)], axis=-1),
-            np.concatenate([_f64(targets.eval_spikes_heldin_forward), _f64(targets.eval_spikes_heldout_forward)],
-                           axis=-1),
+            _join_units(rates.eval_rates_heldin_forward, rates.eval_rates_heldout_forward),
+            _join_units(targets.eval_spikes_heldin_forward, targets.eval_spikes_heldout_forward),
         )
         fp_bps = float(fp_stats.bits_per_spike())
         samples["fp_bps"] = fp_stats.bits_per_spike(counts)
 
     vel_r2 = None
     if targets.train_behavior is not None and targets.eval_behavior is not None:
-        train_rates = np.concatenate([_f64(rates.train_rates_heldin), _f64(rates.train_rates_heldout)], axis=-1)
+        train_rates = _join_units(rates.train_rates_heldin, rates.train_rates_heldout)
         decoders = decode_velocity(train_rates, targets.train_behavior, eval_rates, targets.eval_behavior,
                                    targets.train_decode_mask, targets.eval_decode_mask)
         vel_r2 = float(np.mean([decoder.r2 for decoder in decoders]))
@@ -272,14 +284,14 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
     if targets.psth is not None:
         if targets.eval_cond_idx is None:
             raise ScoringError(f"{targets.dataset}: the targets have a psth but no eval_cond_idx")
-        psth = _f64(targets.psth)
+        psth = np.asarray(targets.psth, dtype=np.float64)
         psth_value = psth_r2(psth, eval_rates, targets.eval_cond_idx)
         samples["psth_r2"] = psth_r2_samples(psth, eval_rates, psth_conditions(psth, targets.eval_cond_idx),
                                              n_boot, rng)
 
     rate_value = ceiling = None
     if true_rates is not None:
-        true_eval = np.concatenate([_f64(true_rates.eval_heldin), _f64(true_rates.eval_heldout)], axis=-1)
+        true_eval = _join_units(true_rates.eval_heldin, true_rates.eval_heldout)
         rate_value = rate_r2(eval_rates, true_eval)
         samples["rate_r2"] = rate_r2_samples(eval_rates, true_eval, counts)
         ceiling_stats = poisson_stats(true_rates.eval_heldout, targets.eval_spikes_heldout)

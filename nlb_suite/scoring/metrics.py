@@ -131,12 +131,13 @@ class DecoderResult:
 def _decoder_rows(rates: np.ndarray, behavior: np.ndarray, trials: np.ndarray,
                   role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rates and behaviour of `trials` flattened to rows, minus rows without behaviour."""
-    n_bins = rates.shape[1]
-    x = rates[trials].reshape(-1, rates.shape[2])
-    y = behavior[trials].reshape(-1, behavior.shape[2])
-    row_trial = np.repeat(trials, n_bins)
+    all_trials = len(trials) == len(rates)  # then no copy of the (large) rate array is needed
+    x = (rates if all_trials else rates[trials]).reshape(-1, rates.shape[2])
+    y = (behavior if all_trials else behavior[trials]).reshape(-1, behavior.shape[2])
+    row_trial = np.repeat(trials, rates.shape[1])
     keep = ~np.isnan(y[:, 0])
-    x, y, row_trial = x[keep], y[keep], row_trial[keep]
+    if not keep.all():
+        x, y, row_trial = x[keep], y[keep], row_trial[keep]
     if np.isnan(x).any():
         raise ScoringError(f"NaN {role} rate predictions in bins that have behaviour")
     if np.isnan(y).any():
