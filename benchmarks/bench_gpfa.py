@@ -114,8 +114,8 @@ def elephant_scores(parameters: dict, data: SimulatedGpfaData) -> tuple[float, f
 
 
 def our_fit(data: SimulatedGpfaData, latent_dim: int, n_iter: int) -> tuple[Gpfa, float]:
-    model = Gpfa(latent_dim=latent_dim, n_iter=n_iter, tolerance=TOLERANCE, min_var_frac=MIN_VAR_FRAC,
-                 timescale_ms=TIMESCALE_MS, gp_noise_variance=GP_NOISE_VARIANCE,
+    model = Gpfa(latent_dim=latent_dim, n_iter=n_iter, tolerance=TOLERANCE,
+                 min_var_frac=MIN_VAR_FRAC, timescale_ms=TIMESCALE_MS, gp_noise_variance=GP_NOISE_VARIANCE,
                  segment_bins=data.tensors.n_bins, readout_alpha=READOUT_ALPHA, seed=0)
     start = time.perf_counter()
     model.fit(data.tensors)
@@ -147,15 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     matched_cobps = bits_per_spike(rates.eval_rates_heldout, data.eval_spikes_heldout)
 
     our_per_iter, elephant_per_iter = our_seconds / our_iters, elephant_seconds / elephant_iters
-    print(f"ours:     fit {our_seconds:8.2f} s for {our_iters} iterations = {our_per_iter * 1e3:7.2f} ms/iteration"
-          " (whole fit incl. initialisation and readout)")
+    print(f"ours:     fit {our_seconds:8.2f} s for {our_iters} iterations = "
+          f"{our_per_iter * 1e3:7.2f} ms/iteration (whole fit: initialisation, EM, readouts)")
     print(f"elephant: EM  {elephant_seconds:8.2f} s for {elephant_iters} iterations = "
           f"{elephant_per_iter * 1e3:7.2f} ms/iteration; 500 iterations ~ {500 * elephant_per_iter:.0f} s")
     print(f"speed ratio (elephant / ours, per iteration): {elephant_per_iter / our_per_iter:.1f}x")
-    print(f"after {elephant_iters} iterations: log-likelihood ours {matched_ll:.4f}, elephant {elephant_ll:.4f}, "
-          f"relative difference {(matched_ll - elephant_ll) / abs(elephant_ll):+.2e} (positive: ours higher)")
-    print(f"after {elephant_iters} iterations: co-bps ours {matched_cobps:.4f}, elephant {elephant_cobps:.4f}, "
-          f"difference {matched_cobps - elephant_cobps:+.4f}")
+    print(f"after {elephant_iters} iterations: log-likelihood ours {matched_ll:.4f}, elephant "
+          f"{elephant_ll:.4f}, relative difference {(matched_ll - elephant_ll) / abs(elephant_ll):+.2e} "
+          "(positive: ours higher)")
+    print(f"after {elephant_iters} iterations: co-bps ours {matched_cobps:.4f}, elephant "
+          f"{elephant_cobps:.4f}, difference {matched_cobps - elephant_cobps:+.4f}")
     print(f"after {our_iters} iterations: our log-likelihood {ours.log_likelihoods_[-1]:.4f}; "
           f"load average after: {os.getloadavg()[0]:.2f}")
     return 0

@@ -42,7 +42,8 @@ def _dense_posterior(parameters, sequence):
     n_bins = sequence.shape[0]
     n_latents = parameters.latent_dim
     prior = np.zeros((n_latents * n_bins, n_latents * n_bins))
-    for i, block in enumerate(gpfa.gp_covariances(parameters.gamma, parameters.gp_noise_variance, n_bins)):
+    blocks = gpfa.gp_covariances(parameters.gamma, parameters.gp_noise_variance, n_bins)
+    for i, block in enumerate(blocks):
         prior[i * n_bins:(i + 1) * n_bins, i * n_bins:(i + 1) * n_bins] = block
     observed = np.argwhere(~np.isnan(sequence))  # rows of (bin, unit)
     design = np.zeros((len(observed), n_latents * n_bins))
@@ -104,9 +105,10 @@ def test_timescale_derivatives_match_finite_differences():
     draws = rng.normal(size=(3, 9, 40))
     second_moment = draws @ draws.transpose(0, 2, 1)
     log_gamma, step = np.log([0.02, 0.3, 2.0]), 1e-5
-    terms = [gpfa._timescale_terms(log_gamma + shift, 1e-3, second_moment, 40) for shift in (0, step, -step)]
-    np.testing.assert_allclose(terms[0].slope, (terms[1].value - terms[2].value) / (2 * step), rtol=1e-6)
-    np.testing.assert_allclose(terms[0].curvature, (terms[1].slope - terms[2].slope) / (2 * step), rtol=1e-6)
+    at, above, below = (gpfa._timescale_terms(log_gamma + shift, 1e-3, second_moment, 40)
+                        for shift in (0, step, -step))
+    np.testing.assert_allclose(at.slope, (above.value - below.value) / (2 * step), rtol=1e-6)
+    np.testing.assert_allclose(at.curvature, (above.slope - below.slope) / (2 * step), rtol=1e-6)
 
 
 def test_em_never_lowers_the_likelihood_with_missing_data():
@@ -162,7 +164,8 @@ def test_model_predicts_every_array_beats_the_null_and_repeats_exactly():
     for array in rates.arrays().values():
         assert np.isfinite(array).all() and (array > 0).all()
     assert bits_per_spike(rates.eval_rates_heldout, data.targets.eval_spikes_heldout) > 0.1
-    forward_rates = np.concatenate([rates.eval_rates_heldin_forward, rates.eval_rates_heldout_forward], axis=2)
+    forward_rates = np.concatenate([rates.eval_rates_heldin_forward, rates.eval_rates_heldout_forward],
+                                   axis=2)
     forward_spikes = np.concatenate([data.targets.eval_spikes_heldin_forward,
                                      data.targets.eval_spikes_heldout_forward], axis=2)
     assert bits_per_spike(forward_rates, forward_spikes) > -0.05

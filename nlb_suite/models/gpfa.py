@@ -23,6 +23,7 @@ the cost grows as (q T)^3.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -196,7 +197,8 @@ def _group_posterior(parameters: GpfaParameters, prior_precision: np.ndarray,
                 raise np.linalg.LinAlgError(f"GPFA posterior precision is singular (info {info})")
             columns = factor_inverse.reshape(size, n_latents, len(basis))
             bin_covariance.append(columns.transpose(2, 1, 0) @ columns.transpose(2, 0, 1))
-            latent_covariance += basis.T @ (columns.transpose(1, 2, 0) @ columns.transpose(1, 0, 2)) @ basis
+            within_latents = columns.transpose(1, 2, 0) @ columns.transpose(1, 0, 2)
+            latent_covariance += basis.T @ within_latents @ basis
 
     if not with_covariance:
         unit_covariance = latent_covariance = None
@@ -211,8 +213,9 @@ def _group_posterior(parameters: GpfaParameters, prior_precision: np.ndarray,
                              + (group.observed * np.log(variance)).sum()
                              + prior_logdet + posterior_logdet)
     # sum over observed entries of (y - d)^2 / R, from per-unit sums of y and y^2
-    squared_residual = ((group.square_sum - 2 * parameters.offset * group.value_sum
-                         + n_members * group.observed.sum(axis=0) * parameters.offset ** 2) / variance).sum()
+    offset = parameters.offset
+    squared_residual = ((group.square_sum - 2 * offset * group.value_sum
+                         + n_members * group.observed.sum(axis=0) * offset ** 2) / variance).sum()
     log_likelihood = -0.5 * (n_members * per_sequence_constant + squared_residual
                              - (projected.transpose(0, 2, 1) * means).sum())
     return _GroupPosterior(means, unit_covariance, latent_covariance), log_likelihood
@@ -307,8 +310,8 @@ def _timescale_terms(log_gamma: np.ndarray, gp_noise_variance: float, second_mom
                      + (precision * second_moment).sum(axis=(1, 2))),
         slope=0.5 * (gradient * first).sum(axis=(1, 2)),
         curvature=0.5 * ((gradient * second).sum(axis=(1, 2))
-                         - n_sequences * (precision_first * precision_first.transpose(0, 2, 1)).sum(axis=(1, 2))
-                         + 2 * (precision_first * weighted_first.transpose(0, 2, 1)).sum(axis=(1, 2))),
+                         - n_sequences * np.einsum("lij,lji->l", precision_first, precision_first)
+                         + 2 * np.einsum("lij,lji->l", precision_first, weighted_first)),
     )
 
 
@@ -377,8 +380,8 @@ def fit_gpfa(sequences: np.ndarray, initial: GpfaParameters, n_iter: int, tolera
                                     parameters.gp_noise_variance)
         posteriors, log_likelihood = _posterior(parameters, groups, with_covariance=True)
         log_likelihoods.append(log_likelihood)
-        gain, total_gain = log_likelihoods[-1] - log_likelihoods[-2], log_likelihoods[-2] - log_likelihoods[0]
-        if gain < tolerance * total_gain:
+        gain = log_likelihoods[-1] - log_likelihoods[-2]
+        if gain < tolerance * (log_likelihoods[-2] - log_likelihoods[0]):
             break
     return GpfaFit(parameters, np.array(log_likelihoods))
 
@@ -393,16 +396,19 @@ def cut_segments(sequences: np.ndarray, segment_bins: int) -> np.ndarray:
     return np.concatenate([sequences[:, start:start + segment_bins] for start in starts.astype(int)])
 
 
-def _check_range(name: str, value: object, low: float, high: float, integer: bool = False,
+def _check_range(name: str, value: object, low: float, high: float = math.inf, integer: bool = False,
                  low_inclusive: bool = True, high_inclusive: bool = True) -> None:
-    kind_ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) \
-        and not isinstance(value, bool)
-    in_range = kind_ok and (value >= low if low_inclusive else value > low) and \
-        (value <= high if high_inclusive else value < high)
-    if not in_range:
+    """Raise ModelError unless `value` is a number (an integer if `integer`) within the bounds;
+    an infinite bound is never inclusive."""
+    kind = numbers.Integral if integer else numbers.Real
+    low_inclusive, high_inclusive = low_inclusive and low > -math.inf, high_inclusive and high < math.inf
+    valid = isinstance(value, kind) and not isinstance(value, bool) \
+        and (value >= low if low_inclusive else value > low) \
+        and (value <= high if high_inclusive else value < high)
+    if not valid:
         interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
-        kind = "an integer" if integer else "a number"
-        raise ModelError(f"gpfa: {name} must be {kind} in {interval}, got {value!r}")
+        raise ModelError(f"gpfa: {name} must be {'an integer' if integer else 'a number'} in {interval}, "
+                         f"got {value!r}")
 
 
 @register_model("gpfa")
@@ -424,16 +430,15 @@ class Gpfa:
                  min_var_frac: float = 0.01, timescale_ms: float = 100.0,
                  gp_noise_variance: float = 1e-3, segment_bins: int = 40,
                  readout_alpha: float = 0.01, seed: int = 0) -> None:
-        _check_range("latent_dim", latent_dim, 1, math.inf, integer=True)
-        _check_range("n_iter", n_iter, 0, math.inf, integer=True)
-        _check_range("tolerance", tolerance, 0, math.inf)
+        _check_range("latent_dim", latent_dim, 1, integer=True)
+        _check_range("n_iter", n_iter, 0, integer=True)
+        _check_range("tolerance", tolerance, 0)
         _check_range("min_var_frac", min_var_frac, 0, 1, high_inclusive=False)
-        _check_range("timescale_ms", timescale_ms, 0, math.inf, low_inclusive=False,
-                     high_inclusive=False)
+        _check_range("timescale_ms", timescale_ms, 0, low_inclusive=False)
         _check_range("gp_noise_variance", gp_noise_variance, 0, 1, low_inclusive=False,
                      high_inclusive=False)
-        _check_range("segment_bins", segment_bins, 2, math.inf, integer=True)
-        _check_range("readout_alpha", readout_alpha, 0, math.inf)
+        _check_range("segment_bins", segment_bins, 2, integer=True)
+        _check_range("readout_alpha", readout_alpha, 0)
         _check_range("seed", seed, 0, 2 ** 32 - 1, integer=True)
         self.latent_dim = latent_dim
         self.n_iter = n_iter
@@ -479,7 +484,8 @@ class Gpfa:
         ) if tensors.n_forward else None
         return self
 
-    def _fit_readout(self, latents: np.ndarray, heldin: np.ndarray, heldout: np.ndarray) -> PoissonReadout:
+    def _fit_readout(self, latents: np.ndarray, heldin: np.ndarray,
+                     heldout: np.ndarray) -> PoissonReadout:
         counts = np.concatenate([heldin, heldout], axis=2)
         return PoissonReadout(alpha=self.readout_alpha).fit(
             latents.reshape(-1, self.latent_dim), counts.reshape(-1, counts.shape[2]))
