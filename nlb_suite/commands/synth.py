@@ -1,0 +1,36 @@
+"""`nlb-suite synth NAME`: generate a synthetic dataset into the data directory."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from ..datasets import BUILTIN, get_spec
+from ..datasets.synthetic import SyntheticDataError, generate, truth_path
+
+NAME = "synth"
+HELP = "generate a synthetic dataset (NWB train and test files plus true rates) into the data directory"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    synthetic = [name for name, spec in BUILTIN.items() if spec.source == "synthetic"]
+    parser.add_argument("name", metavar="NAME", help=f"synthetic dataset: {', '.join(synthetic)}")
+    parser.add_argument("--overwrite", action="store_true", help="replace the dataset's files if they exist")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the dataset's own)")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = get_spec(args.name)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise SyntheticDataError(f"--seed must be a non-negative integer, got {args.seed}")
+        others = tuple((key, value) for key, value in spec.generator_args if key != "seed")
+        spec = dataclasses.replace(spec, generator_args=(*others, ("seed", args.seed)))
+    started = time.perf_counter()
+    files = generate(spec, args.data_dir, overwrite=args.overwrite)
+    elapsed = time.perf_counter() - started
+    print(f"generated {spec.name} in {elapsed:.1f} s:")
+    for path in (files.train, files.test, truth_path(spec, args.data_dir)):
+        print(f"  {path}  {path.stat().st_size / 1e6:,.1f} MB")
+    return 0
