@@ -118,13 +118,10 @@ def _score_group(dataset: str, target: Mapping[str, Any], user: Mapping[str, Any
                                                  _array(target, "eval_behavior", "targets"))
     elif "train_behavior" in target and "eval_behavior" in target:
         train_rates = _joined(user, ("train_rates_heldin", "train_rates_heldout"), "predictions")
-        has_masks = "train_decode_mask" in target
-        result["vel R2"] = velocity_r2(
-            train_rates, _array(target, "train_behavior", "targets"),
-            eval_rates, _array(target, "eval_behavior", "targets"),
-            np.asarray(target["train_decode_mask"], dtype=bool) if has_masks else None,
-            np.asarray(target["eval_decode_mask"], dtype=bool) if has_masks else None,
-        )
+        train_mask, eval_mask = (np.asarray(target[key], dtype=bool) if key in target else None
+                                 for key in ("train_decode_mask", "eval_decode_mask"))
+        result["vel R2"] = velocity_r2(train_rates, _array(target, "train_behavior", "targets"), eval_rates,
+                                       _array(target, "eval_behavior", "targets"), train_mask, eval_mask)
 
     if "psth" in target:
         if "eval_cond_idx" not in target:
