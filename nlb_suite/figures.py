@@ -138,6 +138,8 @@ def single_trials_figure(data: SingleTrials, axis: TimeAxis, colors: Mapping[str
             ax.vlines(times[fired], base, base + 0.25 * top * counts[fired] / max(counts.max(), 1.0),
                       color=DATA_COLOR, linewidth=1.0)
             ax.axhline(0.0, color="0.85", linewidth=0.6)
+            # The band under zero holds the spike ticks, not rates: label only the rate range.
+            ax.set_yticks([tick for tick in ax.get_yticks() if 0 <= tick <= ax.get_ylim()[1]])
             _mark_event(ax)
             if u == 0:
                 ax.set_title(data.trial_names[t], fontsize="medium")

@@ -20,7 +20,6 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .data.paths import MissingDataError
 from .datasets import DatasetSpec, SpecError, get_spec
 from .decoding import KalmanVelocityDecoder
 from .errors import NlbSuiteError
@@ -246,7 +245,10 @@ def _run_outputs(record: RunRecord, label: str, group: str) -> RunOutputs | str:
         return f"{label}: {err}"
     if group not in arrays:
         return f"{label}: {path} has no group {group!r}"
-    latents, history = _read_latents(latents_path(path))
+    try:
+        latents, history = _read_latents(latents_path(path))
+    except OSError as err:
+        return f"{label}: cannot read {latents_path(path)} ({err})"
     return RunOutputs(label=label, record=record, rates=arrays[group], latents=latents, history=history)
 
 
@@ -271,7 +273,7 @@ def gather_view(records: Sequence[RunRecord], key: TableKey, root: str | Path | 
     try:
         view.tensors = make_tensors(view.spec, key.phase, key.bin_ms, root)
         view.true_rates = make_true_rates(view.spec, view.tensors, root)
-    except MissingDataError as err:
+    except NlbSuiteError as err:
         view.data_missing = str(err)
         return view
     try:

@@ -202,8 +202,8 @@ def _leaderboard_html(table: pd.DataFrame, labels: Sequence[str]) -> str:
                 shown = f"<strong>{shown}</strong>"
             cells.append(f'<td class="number" data-sort="{_sort_value(value)}">{shown}</td>')
         body.append(f'<tr{" class=published" if published else ""}>{"".join(cells)}</tr>')
-    return (f'<table class="sortable leaderboard"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return (f'<div class="table-wrap"><table class="sortable leaderboard"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _hyperparameters_html(hyperparameters: Mapping[str, object]) -> str:
@@ -242,8 +242,8 @@ def _settings_html(table: pd.DataFrame, labels: Sequence[str], records: Sequence
             f"<td><code>{_text(record.submission or '')}</code></td>",
         ]
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<table class="sortable settings"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return (f'<div class="table-wrap"><table class="sortable settings"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _section(records: Sequence[RunRecord], key: TableKey, root: str | Path | None, progress: tqdm) -> Section:
@@ -327,6 +327,7 @@ figcaption { font-size: 0.9rem; color: #333; max-width: 1100px; }
 .notes { color: #8a5300; }
 code { font-size: 0.85em; }
 .selector { margin: 1rem 0; font-size: 1rem; }
+.table-wrap { overflow-x: auto; }
 """
 
 _SCRIPT = """

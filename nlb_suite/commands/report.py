@@ -1,4 +1,5 @@
-"""`nlb-suite report`: leaderboard tables (Markdown, CSV) from the results store."""
+"""`nlb-suite report`: leaderboard tables (Markdown, CSV) from the results store; with `--html`,
+also the HTML report with figures (`report_html.py`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from ..report import write_tables
 from ..results import ENV_VAR, read_records, results_path
 
 NAME = "report"
-HELP = "write leaderboard tables (Markdown and CSV) from the results store, with published reference rows"
+HELP = ("write leaderboard tables (Markdown and CSV) from the results store, with published reference rows; "
+        "with --html also an HTML report with figures")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,12 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the report files (default: reports/)")
     parser.add_argument("--all-runs", action="store_true",
                         help="list every run, not only the latest per model and hyperparameter set")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: tables, figures from the datasets and the runs' files, settings")
 
 
 def run(args: argparse.Namespace) -> int:
     store = results_path(args.results)
     records = read_records(store)
     print(f"{store}: {len(records)} run(s)")
-    for path in write_tables(records, args.out, all_runs=args.all_runs):
+    paths = write_tables(records, args.out, all_runs=args.all_runs)
+    if args.html:
+        # Imported here: matplotlib is only needed for the HTML report, not by every CLI start.
+        from ..report_html import write_html_report
+
+        paths.append(write_html_report(records, args.out, root=args.data_dir))
+    for path in paths:
         print(f"wrote {path}")
     return 0
