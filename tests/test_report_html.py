@@ -20,6 +20,7 @@ from nlb_suite.cli import main
 from nlb_suite.datasets import get_spec
 from nlb_suite.models.base import Rates
 from nlb_suite.pipeline import run_eval, write_latents
+from nlb_suite.references import PUBLISHED_LABEL, published_results
 from nlb_suite.report import TableKey, format_value
 from nlb_suite.report_data import (
     View,
@@ -240,6 +241,17 @@ def test_missing_data_and_files_become_notes(run_set: RunSet, tmp_path: Path) ->
     assert "missing file(s)" in page  # the dataset is not in this data directory
     assert "gone.h5" in page and "file not found" in page
     assert [p.name for p in path.parent.iterdir()] == [REPORT_NAME]  # no temporary file left behind
+
+
+def test_published_results_are_marked_as_such(run_set: RunSet, tmp_path: Path) -> None:
+    relabelled = [replace(record, dataset="mc_maze_large", bin_ms=5) for record in run_set.records]
+    page = write_html_report(relabelled, tmp_path / "reports", root=tmp_path / "no-data").read_text(encoding="utf-8")
+    published = published_results("mc_maze_large", "val", 5)
+    assert page.count("<tr class=published>") == 2 * len(published)  # leaderboard and settings rows
+    for result in published:
+        assert f"<td>{html.escape(result.method)} (published)</td>" in page
+        assert html.escape(f"{PUBLISHED_LABEL}: {result.source}") in page
+    assert _parse(page).figure_titles == ["Leaderboard chart"]
 
 
 def test_report_command_writes_the_html_page(run_set: RunSet, tmp_path: Path,
