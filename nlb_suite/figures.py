@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import ColorType
 
 from .references import PUBLISHED_LABEL
 from .report import shown_metrics
@@ -37,9 +39,9 @@ DPI = 96
 DATA_COLOR = "black"
 PUBLISHED_COLOR = "0.55"
 KALMAN_COLOR = "0.35"
-EVENT_LINE = dict(color="0.6", linewidth=0.8, linestyle=":")
-# tab10 without its grey, which is kept for published results.
-_RUN_PALETTE = [color for index, color in enumerate(colormaps["tab10"].colors) if index != 7]
+EVENT_COLOR = "0.6"
+# tab10 without its grey (index 7), which is kept for published results.
+_RUN_PALETTE: list[ColorType] = [colormaps["tab10"](index) for index in range(10) if index != 7]
 # Beyond this many conditions a legend would hide the trajectories; colour alone tells them apart.
 MAX_CONDITION_LEGEND = 16
 SHOWN_EVENT_TRIALS = 10
@@ -47,7 +49,10 @@ SHOWN_EVENT_TRIALS = 10
 CHART_COLUMNS = 3
 
 
-def run_colors(labels: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+Colors = Mapping[str, ColorType]
+
+
+def run_colors(labels: Sequence[str]) -> dict[str, ColorType]:
     return {label: _RUN_PALETTE[index % len(_RUN_PALETTE)] for index, label in enumerate(labels)}
 
 
@@ -70,11 +75,11 @@ def _legend_below(figure: Figure, handles: Sequence[Line2D], n_columns: int = 4)
                   frameon=False, fontsize="small")
 
 
-def _line(label: str, color: object, **style: object) -> Line2D:
+def _line(label: str, color: ColorType, **style: Any) -> Line2D:
     return Line2D([], [], color=color, label=label, **style)
 
 
-def leaderboard_chart(table: pd.DataFrame, labels: Sequence[str], colors: Mapping[str, object], title: str) -> bytes:
+def leaderboard_chart(table: pd.DataFrame, labels: Sequence[str], colors: Colors, title: str) -> bytes:
     """Each metric of each leaderboard row, with its bootstrap 95% interval; published rows as
     hollow grey diamonds. `labels` name the rows of `table` in order."""
     metrics = shown_metrics(table)
@@ -86,8 +91,8 @@ def leaderboard_chart(table: pd.DataFrame, labels: Sequence[str], colors: Mappin
     axes = figure.subplots(n_rows, n_columns, squeeze=False)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
-    for index, (ax, metric) in enumerate(zip(axes.flat, metrics)):
-        for row, label, height in zip(rows, labels, heights):
+    for index, (ax, metric) in enumerate(zip(axes.flat, metrics, strict=False)):
+        for row, label, height in zip(rows, labels, heights, strict=True):
             value = row[metric.key]
             if math.isnan(value):
                 continue
@@ -111,10 +116,10 @@ def leaderboard_chart(table: pd.DataFrame, labels: Sequence[str], colors: Mappin
 
 
 def _mark_event(ax: Axes) -> None:
-    ax.axvline(0.0, **EVENT_LINE)
+    ax.axvline(0.0, color=EVENT_COLOR, linewidth=0.8, linestyle=":")
 
 
-def single_trials_figure(data: SingleTrials, axis: TimeAxis, colors: Mapping[str, object]) -> bytes:
+def single_trials_figure(data: SingleTrials, axis: TimeAxis, colors: Colors) -> bytes:
     """Rows: held-out units; columns: eval trials. Each run's predicted rate, the true rate where
     known, and the spikes as ticks under the curves (tick height: spikes in the bin)."""
     n_trials, n_bins, n_units = data.spikes.shape
@@ -155,7 +160,7 @@ def single_trials_figure(data: SingleTrials, axis: TimeAxis, colors: Mapping[str
     return _png(figure)
 
 
-def psth_figure(data: PsthComparison, axis: TimeAxis, colors: Mapping[str, object]) -> bytes:
+def psth_figure(data: PsthComparison, axis: TimeAxis, colors: Colors) -> bytes:
     """Rows: held-out units; columns: conditions. Target PSTH against each run's condition average."""
     n_conditions, n_bins, n_units = data.target.shape
     times = axis.centres(n_bins)
@@ -214,7 +219,7 @@ def trajectories_figure(data: LatentTrajectories, axis: TimeAxis) -> bytes:
     return _png(figure)
 
 
-def velocity_figure(data: VelocityComparison, axis: TimeAxis, colors: Mapping[str, object]) -> bytes:
+def velocity_figure(data: VelocityComparison, axis: TimeAxis, colors: Colors) -> bytes:
     """Rows: eval trials; columns: velocity channels. Recorded velocity, each run's ridge-decoded
     velocity and the Kalman filter's."""
     n_trials, n_bins, n_channels = data.recorded.shape
@@ -241,7 +246,7 @@ def velocity_figure(data: VelocityComparison, axis: TimeAxis, colors: Mapping[st
     return _png(figure)
 
 
-def inputs_figure(data: InputsAroundEvent, colors: Mapping[str, object]) -> bytes:
+def inputs_figure(data: InputsAroundEvent, colors: Colors) -> bytes:
     """Rows: runs; columns: inferred-input dimensions. Thin: single trials around the event;
     thick: their mean; grey: the mean of trials without the event, around the alignment event."""
     n_dims = data.runs[0].at_event.shape[2]
@@ -280,7 +285,7 @@ def _mean_where_present(values: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def training_curves_figure(histories: Mapping[str, TrainingHistory], colors: Mapping[str, object]) -> bytes:
+def training_curves_figure(histories: Mapping[str, TrainingHistory], colors: Colors) -> bytes:
     """Train and validation loss per epoch (left) and validation co-bps per epoch (right)."""
     figure, axes = _grid(1, 2, 4.2, 2.8, sharex=False)
     loss_ax, bps_ax = axes[0]

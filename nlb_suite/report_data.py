@@ -12,6 +12,7 @@ without latents) raises `PieceMissing`; its message is shown on the page in plac
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +215,7 @@ def run_label(model: str, hyperparameter_hash: str, repeated_models: Collection[
 
 
 def repeated_models(models: Sequence[str]) -> set[str]:
-    return {model for model in models if list(models).count(model) > 1}
+    return {model for model, count in Counter(models).items() if count > 1}
 
 
 def latents_path(submission: Path) -> Path:
@@ -311,13 +312,13 @@ def eval_conditions(view: View) -> list[Condition]:
     complete = trials[fields].notna().all(axis=1).to_numpy()
     keys = [tuple(values) for values in trials[fields].itertuples(index=False)]
     conditions = []
-    for level in sorted({key for key, ok in zip(keys, complete) if ok}):
-        members = np.flatnonzero([key == level and ok for key, ok in zip(keys, complete)])
+    for level in sorted({key for key, ok in zip(keys, complete, strict=True) if ok}):
+        members = np.flatnonzero([key == level and ok for key, ok in zip(keys, complete, strict=True)])
         conditions.append(Condition(_condition_name(fields, trials.iloc[members[0]]), members))
     return conditions
 
 
-def _trial_names(tensors: Tensors, positions: Sequence[int]) -> list[str]:
+def _trial_names(tensors: Tensors, positions: Sequence[int] | np.ndarray) -> list[str]:
     ids = tensors.eval_trials["trial_id"].to_numpy() if "trial_id" in tensors.eval_trials else np.arange(tensors.n_eval)
     return [f"trial {ids[p]}" for p in positions]
 
@@ -443,15 +444,16 @@ def _kalman_decoded(tensors: Tensors, targets: EvalTargets) -> tuple[np.ndarray,
     """Wu et al.'s Kalman filter from held-in spikes, one decoder per decode mask."""
     assert targets.train_behavior is not None and targets.eval_behavior is not None
     train_masks, eval_masks = _decode_masks(tensors, targets)
+    n_channels = targets.eval_behavior.shape[2]
     decoded = np.full(targets.eval_behavior.shape, np.nan)
     scores = []
-    for train_trials, eval_trials in zip(train_masks.T, eval_masks.T):
+    for train_trials, eval_trials in zip(train_masks.T, eval_masks.T, strict=True):
         decoder = KalmanVelocityDecoder().fit(tensors.train_spikes_heldin[train_trials],
                                               targets.train_behavior[train_trials])
         decoded[eval_trials] = decoder.predict(tensors.eval_spikes_heldin[eval_trials])
-        truth = targets.eval_behavior[eval_trials].reshape(-1, decoded.shape[2])
+        truth = targets.eval_behavior[eval_trials].reshape(-1, n_channels)
         known = ~np.isnan(truth).any(axis=1)
-        scores.append(r2_score(truth[known], decoded[eval_trials].reshape(-1, decoded.shape[2])[known]))
+        scores.append(r2_score(truth[known], decoded[eval_trials].reshape(-1, n_channels)[known]))
     decoded[np.isnan(targets.eval_behavior)] = np.nan
     return decoded, float(np.mean(scores))
 

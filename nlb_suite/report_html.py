@@ -20,15 +20,25 @@ import platform
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
 from . import __version__, figures
+from .figures import Colors
 from .references import PUBLISHED_LABEL
-from .report import RUN_HERE_LABEL, TableKey, _write_atomic, best_rows, format_value, leaderboard, shown_metrics, table_keys
+from .report import (
+    RUN_HERE_LABEL,
+    TableKey,
+    _write_atomic,
+    best_rows,
+    format_value,
+    leaderboard,
+    shown_metrics,
+    table_keys,
+)
 from .report_data import (
     BUMP_WINDOW_MS,
     PieceMissing,
@@ -47,7 +57,6 @@ from .report_data import (
 from .results import RunRecord, git_commit
 
 REPORT_NAME = "report.html"
-Colors = Mapping[str, object]
 # Libraries whose versions shape the numbers or the figures, listed in the page's footer.
 REPORTED_PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "h5py", "pynwb", "torch", "matplotlib")
 
@@ -191,7 +200,7 @@ def _leaderboard_html(table: pd.DataFrame, labels: Sequence[str]) -> str:
     head = '<th>run</th><th>origin</th>' + "".join(
         f'<th data-type="number">{_text(metric.label)}</th>' for metric in metrics)
     body = []
-    for position, (row, label) in enumerate(zip(table.to_dict("records"), labels)):
+    for position, (row, label) in enumerate(zip(table.to_dict("records"), labels, strict=True)):
         published = row["origin"] == PUBLISHED_LABEL
         origin = f"{PUBLISHED_LABEL}: {row['source']}" if published else RUN_HERE_LABEL
         cells = [f"<td>{_text(label)}</td>", f"<td>{_text(origin)}</td>"]
@@ -222,18 +231,19 @@ def _settings_html(table: pd.DataFrame, labels: Sequence[str], records: Sequence
     numeric = {"seed", "fit s", "predict s"}
     head = "".join(f'<th{" data-type=number" if name in numeric else ""}>{_text(name)}</th>' for name in headings)
     body = []
-    for row, label in zip(table.to_dict("records"), labels):
+    for row, label in zip(table.to_dict("records"), labels, strict=True):
         record = by_run.get((row["method"], row["hyperparameter hash"])) if row["origin"] == RUN_HERE_LABEL else None
         if record is None:
             cells = [_text(label), "", "", "", "", "", "", "", "", _text(row["source"])]
             body.append("<tr class=published>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
             continue
         commit = record.git_commit or "unknown"
+        seed = "" if record.seed is None else str(record.seed)
         cells = [
             f"<td>{_text(label)}</td>",
             f"<td>{_hyperparameters_html(record.hyperparameters)}</td>",
             f"<td><code>{_text(record.hyperparameter_hash)}</code></td>",
-            f'<td data-sort="{"" if record.seed is None else record.seed}">{_text("" if record.seed is None else record.seed)}</td>',
+            f'<td data-sort="{seed}">{_text(seed)}</td>',
             f"<td>{_text(record.package_version)}</td>",
             f'<td title="{_text(commit)}"><code>{_text(commit[:10])}</code></td>',
             f"<td>{_text(record.timestamp)}</td>",
@@ -249,7 +259,8 @@ def _settings_html(table: pd.DataFrame, labels: Sequence[str], records: Sequence
 def _section(records: Sequence[RunRecord], key: TableKey, root: str | Path | None, progress: tqdm) -> Section:
     table = leaderboard(records, key.dataset, key.phase, key.bin_ms)
     labels = _row_labels(table)
-    colors = figures.run_colors([label for label, origin in zip(labels, table["origin"]) if origin == RUN_HERE_LABEL])
+    colors = figures.run_colors(
+        [label for label, origin in zip(labels, table["origin"], strict=True) if origin == RUN_HERE_LABEL])
     progress.set_postfix_str(f"{_slug(key)}: leaderboard chart")
     chart = FigureBlock(
         "Leaderboard chart",
@@ -372,7 +383,7 @@ if (selector) {
 
 
 def _page(sections: Sequence[Section], n_records: int) -> str:
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
     commit = git_commit() or "unknown"
     selector = ""
     if len(sections) > 1:

@@ -40,7 +40,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 @dataclass
 class OpenReport:
     records: list[RunRecord]
-    page: "sync_api.Page"
+    page: sync_api.Page
     console_errors: list[str] = field(default_factory=list)
     outside_requests: list[str] = field(default_factory=list)
 
@@ -71,7 +71,7 @@ def report(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         browser.close()
 
 
-def _column_values(table: "sync_api.Locator", column: int) -> list[str]:
+def _column_values(table: sync_api.Locator, column: int) -> list[str]:
     return [row.locator("td").nth(column).get_attribute("data-sort") or row.locator("td").nth(column).inner_text()
             for row in table.locator("tbody tr").all()]
 
@@ -129,7 +129,8 @@ def test_clicking_a_header_sorts_the_table(report: OpenReport) -> None:
 def test_selector_switches_between_leaderboards(report: OpenReport) -> None:
     page = report.page
     options = page.locator("#view-select option")
-    assert options.all_inner_texts() == ["synth_area2, val phase, 20 ms bins", "synth_maze_small, val phase, 20 ms bins"]
+    assert options.all_inner_texts() == ["synth_area2, val phase, 20 ms bins",
+                                         "synth_maze_small, val phase, 20 ms bins"]
     page.select_option("#view-select", index=1)
     visible = page.locator("section.view:visible")
     assert visible.count() == 1
