@@ -6,6 +6,7 @@ model trains (dataset name, bin size, hyperparameters, files) is checked first.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +76,18 @@ def write_latents(path: Path, rates: Rates, history: dict[str, np.ndarray] | Non
 
 
 def training_history(model: Model) -> dict[str, np.ndarray] | None:
-    """Per-epoch curves of an iteratively trained model, if it keeps them (`history_`: a dict of
-    equal-length sequences such as epoch, train_loss, valid_loss, valid_co_bps)."""
-    history = getattr(model, "history_", None)
-    if not history:
+    """Per-epoch curves of an iteratively trained model, if it keeps them: `history_`, a list of
+    dataclass rows (one per epoch: epoch, train_loss, valid_loss, valid_co_bps, ...)."""
+    rows = getattr(model, "history_", None)
+    if not rows or not dataclasses.is_dataclass(rows[0]):
         return None
-    return {name: np.asarray(values, dtype=np.float64) for name, values in dict(history).items()}
+    names = [f.name for f in dataclasses.fields(rows[0])]
+    return {name: np.array([getattr(row, name) for row in rows], dtype=np.float64) for name in names}
+
+
+def latents_path(submission: Path) -> Path:
+    """Where a run's latents and training curves go: beside its submission."""
+    return submission.with_name(submission.stem + "_latents.h5")
 
 
 def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
@@ -105,7 +112,7 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
 
     path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
     write_submission(path, {spec.result_name(bin_ms): rates})
-    latents = write_latents(path.with_name(path.stem + "_latents.h5"), rates, training_history(estimator))
+    latents = write_latents(latents_path(path), rates, training_history(estimator))
 
     scores = None
     if phase == "val":

@@ -25,6 +25,7 @@ from .datasets import DatasetSpec, SpecError, get_spec
 from .decoding import KalmanVelocityDecoder
 from .errors import NlbSuiteError
 from .report import TableKey, latest_runs
+from .pipeline import latents_path
 from .results import RunRecord
 from .scoring.metrics import decode_velocity
 from .scoring.r2 import r2_score
@@ -216,11 +217,6 @@ def run_label(model: str, hyperparameter_hash: str, repeated_models: Collection[
 
 def repeated_models(models: Sequence[str]) -> set[str]:
     return {model for model, count in Counter(models).items() if count > 1}
-
-
-def latents_path(submission: Path) -> Path:
-    """Where the pipeline puts a run's latents and training curves, beside its submission."""
-    return submission.with_name(submission.stem + "_latents.h5")
 
 
 def _read_latents(path: Path) -> tuple[dict[str, np.ndarray], TrainingHistory | None]:

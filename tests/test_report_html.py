@@ -19,14 +19,13 @@ from threadpoolctl import threadpool_limits
 from nlb_suite.cli import main
 from nlb_suite.datasets import get_spec
 from nlb_suite.models.base import Rates
-from nlb_suite.pipeline import run_eval, write_latents
+from nlb_suite.pipeline import latents_path, run_eval, write_latents
 from nlb_suite.references import PUBLISHED_LABEL, published_results
 from nlb_suite.report import TableKey, format_value
 from nlb_suite.report_data import (
     View,
     gather_view,
     inputs_around_bump,
-    latents_path,
     psth_comparison,
     single_trials,
     training_histories,
