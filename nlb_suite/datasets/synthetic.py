@@ -18,8 +18,9 @@ Two generators, chosen by `spec.generator`, deterministic from `seed` in `spec.g
   that nothing before it predicts.
 
 In both, the log rate of a unit is a baseline plus a linear readout of the latent state averaged
-over each 5 ms bin of the file's clock; spikes are Poisson with that rate, placed uniformly at
-30 kHz resolution inside the bin. Test trials are simulated apart from the train file's session
+over each 5 ms bin of the file's clock (each latent dimension softly saturated); readouts are
+calibrated so that every unit's mean rate lies in 5-40 Hz and its peak stays near 200 Hz or
+below. Spikes are Poisson with that rate, placed uniformly at 30 kHz resolution inside the bin. Test trials are simulated apart from the train file's session
 and written like the real test files: held-in units only, each trial's evaluation window re-timed
 to start at k * (window + 100 ms), no behaviour.
 
@@ -77,8 +78,6 @@ SAMPLES_PER_MS = SPIKE_SAMPLE_RATE // 1000
 TEST_SEGMENT_GAP_MS = 100
 # Trials simulated at once; bounds memory to a few hundred MB at the full MC_Maze size.
 CHUNK_TRIALS = 256
-
-
 _SATURATION_SD = 1.5  # latent values saturate at this many standard deviations
 _PEAK_HZ = 200.0  # highest rate of a unit on the calibration data
 
@@ -145,6 +144,13 @@ class SampledTrials:
         return np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape)
 
 
+def _sorted_uniform(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n sorted uniform values in [0, 1), in linear time: normalised partial sums of n + 1
+    exponential gaps."""
+    partial = np.cumsum(rng.standard_exponential(n + 1))
+    return partial[:-1] / partial[-1]
+
+
 def _sample_placed(placed: PlacedTrials, readout: Readout, rng: np.random.Generator) -> SampledTrials:
     first_bin = placed.span_start_ms // BIN_MS
     last_bin = -(-placed.span_stop_ms // BIN_MS)
@@ -161,16 +167,16 @@ def _sample_placed(placed: PlacedTrials, readout: Readout, rng: np.random.Genera
     latents = (gathered * inside[..., None]).sum(axis=2) / np.maximum(observed_ms, 1)[..., None]
     latents = latents.astype(np.float32)
     rates = readout.counts_per_bin(latents) * (observed_ms > 0)[..., None]
-    # A Poisson process by time rescaling: lay every (trial, unit) row's expected counts end to
-    # end, draw the total number of spikes once, and drop them uniformly on that axis. This is
-    # exact and costs a cumulative sum plus work per spike, not a Poisson draw per bin.
-    expected = np.ascontiguousarray((rates * (observed_ms / BIN_MS)[..., None]).transpose(0, 2, 1)).ravel()
+    # A Poisson process by time rescaling: lay the expected counts of all (trial, bin, unit) cells
+    # end to end, draw the total number of spikes once and spread them uniformly over that axis.
+    # This is exact, and costs a cumulative sum plus work per spike rather than a draw per cell.
+    expected = (rates * (observed_ms / BIN_MS)[..., None]).ravel()
     cumulative = np.cumsum(expected, dtype=np.float64)
     total = float(cumulative[-1]) if len(cumulative) else 0.0
-    position = np.sort(rng.random(rng.poisson(total))) * total
+    position = _sorted_uniform(rng, rng.poisson(total)) * total
     flat = np.searchsorted(cumulative, position, side="right")
     within = np.clip((position - (cumulative[flat] - expected[flat])) / expected[flat], 0.0, np.nextafter(1.0, 0.0))
-    trial, unit, bin_index = np.unravel_index(flat, (n_trials, rates.shape[2], n_bins))
+    trial, bin_index, unit = np.unravel_index(flat, rates.shape)
     # Partly observed bins (at a trial's edges) get spikes only in their observed ms.
     low_ms = np.maximum((first_bin[trial] + bin_index) * BIN_MS, placed.span_start_ms[trial])
     sample = ((low_ms + within * observed_ms[trial, bin_index]) * SAMPLES_PER_MS).astype(np.int64)
@@ -178,20 +184,26 @@ def _sample_placed(placed: PlacedTrials, readout: Readout, rng: np.random.Genera
 
 
 class SpikeCollector:
-    """Spike samples (30 kHz) per unit, gathered over chunks of trials."""
+    """Spike samples (30 kHz) per unit, gathered over chunks of trials. Chunks come in time
+    order and each is time-ordered per unit (as `_sample_placed` makes them), so a unit's
+    spikes need no sorting."""
 
     def __init__(self, n_units: int) -> None:
         self._pieces: list[list[np.ndarray]] = [[] for _ in range(n_units)]
 
     def add(self, unit: np.ndarray, sample: np.ndarray) -> None:
-        order = np.argsort(unit, kind="stable")
+        # A stable sort keeps each unit's spikes in time order; on 16-bit keys numpy uses radix sort.
+        order = np.argsort(unit.astype(np.int16), kind="stable")
         unit, sample = unit[order], sample[order]
         bounds = np.searchsorted(unit, np.arange(len(self._pieces) + 1))
         for u, pieces in enumerate(self._pieces):
             pieces.append(sample[bounds[u]:bounds[u + 1]])
 
     def spike_times(self, rows: np.ndarray) -> Ragged:
-        return Ragged.from_rows([spike_times_from_samples(np.sort(np.concatenate(self._pieces[u]))) for u in rows])
+        samples = [np.concatenate(self._pieces[u]) for u in rows]
+        if any(np.any(np.diff(s) < 0) for s in samples):
+            raise AssertionError("spikes were collected out of time order")
+        return Ragged.from_rows([spike_times_from_samples(s) for s in samples])
 
 
 @dataclass(frozen=True)
@@ -593,6 +605,16 @@ def _maze_trial_columns(model: MazeModel, plan: MazeTrialPlan, start_ms: np.ndar
     )
 
 
+def _return_to_centre(hand_pos: np.ndarray, hand_vel: np.ndarray, gap_start_ms: np.ndarray,
+                      gap_stop_ms: np.ndarray) -> None:
+    """Between trials the hand returns to the centre along a minimum-jerk path (in place)."""
+    for low, high in zip(gap_start_ms, gap_stop_ms):
+        fraction, rate = _minimum_jerk(int(high - low))
+        end = hand_pos[low - 1]
+        hand_pos[low:high] = end * (1 - fraction)[:, None]
+        hand_vel[low:high] = -end * rate[:, None] * 1000.0
+
+
 def _generate_maze(spec: DatasetSpec, seed: int) -> GeneratedDataset:
     counts = spec.expected
     n_train, n_val, n_test = counts.val_train_trials, counts.val_eval_trials, counts.test_eval_trials
@@ -616,7 +638,7 @@ def _generate_maze(spec: DatasetSpec, seed: int) -> GeneratedDataset:
     eye_pos = np.zeros((session_ms, 2))
     collector = SpikeCollector(len(layout.ids))
     move_onset = np.empty(n_trials, dtype=np.int64)
-    truth_first, n_bins = np.empty(n_trials, dtype=np.int64), 0
+    truth_first = np.empty(n_trials, dtype=np.int64)
     truth_rates, truth_latents = [], []
     for chunk_start in range(0, n_trials, CHUNK_TRIALS):
         rows = np.arange(chunk_start, min(chunk_start + CHUNK_TRIALS, n_trials))
@@ -638,14 +660,7 @@ def _generate_maze(spec: DatasetSpec, seed: int) -> GeneratedDataset:
             hand_pos[span] = np.cumsum(sim.hand_vel[i, :length], axis=0) / 1000.0
             saccade = start_ms[row] + plan.target_on[row] + int(rng.integers(150, 250))
             eye_pos[saccade:stop_ms[row]] = model.targets[plan.condition[row]]
-    # Between trials the hand returns to the centre along a minimum-jerk path.
-    for row in range(n_trials):
-        gap_end = start_ms[row + 1] if row + 1 < n_trials else session_ms
-        if gap_end > stop_ms[row]:
-            fraction, rate = _minimum_jerk(int(gap_end - stop_ms[row]))
-            end = hand_pos[stop_ms[row] - 1]
-            hand_pos[stop_ms[row]:gap_end] = end * (1 - fraction)[:, None]
-            hand_vel[stop_ms[row]:gap_end] = -end * rate[:, None] * 1000.0
+    _return_to_centre(hand_pos, hand_vel, stop_ms[:-1], start_ms[1:])
     eye_pos += rng.normal(0.0, 0.5, eye_pos.shape)
 
     success = split != "none"
@@ -690,6 +705,7 @@ _AREA2_MODES_HZ = np.array([4.0, 2.5, 1.0])
 _AREA2_VEL_TAU_MS = 20.0
 _AREA2_LATENT_DIM = 2 * len(_AREA2_MODES_TAU_MS) + 2
 _REACH_CM = 10.0
+_TYPICAL_SPEED_CM_S = 30.0  # scales velocity to the size of the other latent inputs
 _BUMP_N = 2.0
 _BUMP_MS = 125
 _BUMP_PEAK_CM = 2.0
@@ -786,7 +802,7 @@ def _area2_latents(vel: np.ndarray, bump_force: np.ndarray, motor: np.ndarray, i
                    rng: np.random.Generator) -> np.ndarray:
     """Linear latent dynamics driven by [velocity, bump force, motor command] (time, 6), plus
     slow input noise: activity the kinematics do not explain."""
-    inputs = np.concatenate([vel / 30.0, bump_force / _BUMP_N, motor], axis=1)
+    inputs = np.concatenate([vel / _TYPICAL_SPEED_CM_S, bump_force / _BUMP_N, motor], axis=1)
     pole = np.exp(-1.0 / _INPUT_NOISE_TAU_MS)
     noise = lfilter([1.0 - pole], [1.0, -pole], rng.standard_normal(inputs.shape), axis=0)
     inputs += noise * (_INPUT_NOISE / noise.std())
@@ -794,12 +810,12 @@ def _area2_latents(vel: np.ndarray, bump_force: np.ndarray, motor: np.ndarray, i
     for k, (tau, hz) in enumerate(zip(_AREA2_MODES_TAU_MS, _AREA2_MODES_HZ)):
         pole = np.exp(-1.0 / tau + 2j * np.pi * hz / 1000.0)
         drive = inputs @ input_gain[k]
-        # Unit gain at rest, so the modes' amplitudes stay comparable across time constants.
+        # Scaled by the decay per ms, so that slow and fast modes respond with similar amplitude.
         modes.append(lfilter([1.0 - abs(pole)], [1.0, -pole], drive))
     modes = np.stack(modes, axis=1)
     pole = np.exp(-1.0 / _AREA2_VEL_TAU_MS)
-    smooth_vel = lfilter([1.0 - pole], [1.0, -pole], vel / 30.0, axis=0)
-    return np.concatenate([modes.real * 4.0, modes.imag * 4.0, smooth_vel], axis=1).astype(np.float32)
+    smooth_vel = lfilter([1.0 - pole], [1.0, -pole], vel / _TYPICAL_SPEED_CM_S, axis=0)
+    return np.concatenate([modes.real, modes.imag, smooth_vel], axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True)
