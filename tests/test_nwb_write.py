@@ -199,11 +199,13 @@ def test_trial_arrays_round_trip(tmp_path: Path) -> None:
     assert list(test.trials.columns) == ["trial_id", "start_time", "stop_time", "move_onset_time", "split"]
     np.testing.assert_allclose(test.trials.start_time, np.arange(4) * 0.4)
     np.testing.assert_allclose(test.trials.move_onset_time - test.trials.start_time, 0.1)
-    np.testing.assert_allclose(test.units.obs_intervals[0], np.stack([test.trials.start_time, test.trials.stop_time], 1))
+    segments = np.stack([test.trials.start_time, test.trials.stop_time], axis=1)
+    np.testing.assert_allclose(test.units.obs_intervals[0], segments)
     for row, k in enumerate(np.flatnonzero(split == "test")):
         start_ms = row * 400
         for column, u in enumerate([0, 2, 3, 5]):
-            np.testing.assert_array_equal(_ms_counts(test.units.spike_times[column], start_ms, 300), spikes[k, u, 50:350])
+            window = _ms_counts(test.units.spike_times[column], start_ms, 300)
+            np.testing.assert_array_equal(window, spikes[k, u, 50:350])
 
 
 def test_trial_arrays_split_every_condition_alike(tmp_path: Path) -> None:
@@ -212,10 +214,11 @@ def test_trial_arrays_split_every_condition_alike(tmp_path: Path) -> None:
     spec = write_trial_arrays(tmp_path, "split", spikes, conditions, heldout_units=[0], align_ms=20,
                               window_ms=(0, 60), val_fraction=0.25, test_fraction=0.25)
     assert spec.bin_sizes == (5, 20) and spec.behavior_field is None
-    assert (spec.expected.val_train_trials, spec.expected.val_eval_trials, spec.expected.test_eval_trials) == (20, 10, 10)
+    counts = spec.expected
+    assert (counts.val_train_trials, counts.val_eval_trials, counts.test_eval_trials) == (20, 10, 10)
     trials = read_recording(spec.train.path).trials
-    for split in ("train", "val"):
-        assert trials[trials.split == split].condition.value_counts().tolist() == [len(trials[trials.split == split]) // 2] * 2
+    for split, n in (("train", 20), ("val", 10)):
+        assert trials[trials.split == split].condition.value_counts().tolist() == [n // 2, n // 2]
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -263,8 +263,9 @@ def write_nlb_nwb(path: str | Path, *, session: SessionInfo, arrays: Sequence[El
     _check_tables(path, arrays, units, trials, behavior)
     nwbfile = NWBFile(
         session_description=session.session_description,
-        # Deterministic from the content's name, so regenerating a dataset gives the same identifier.
-        identifier=str(uuid.uuid5(uuid.NAMESPACE_URL, f"nlb_suite/{session.subject_id}/{session.session_id}/{path.name}")),
+        # Deterministic from the file's name, so regenerating a dataset gives the same identifier.
+        identifier=str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                  f"nlb_suite/{session.subject_id}/{session.session_id}/{path.name}")),
         session_start_time=session.session_start_time,
         file_create_date=session.session_start_time,
         session_id=session.session_id,
@@ -305,9 +306,15 @@ _FIRST_TRIAL_MS = 1000
 _GRID_MS = 20  # windows start on this grid, so 5 and 20 ms bins both line up with the data
 
 
-def _next_on_grid(at_least_ms: int, offset_ms: int) -> int:
-    """The smallest start >= at_least_ms for which start + offset_ms is a multiple of the grid."""
-    return at_least_ms + (-(at_least_ms + offset_ms)) % _GRID_MS
+def _back_to_back(n_trials: int, n_ms: int, gap_ms: int, window_offset_ms: int) -> np.ndarray:
+    """Start (ms) of trials laid out from 1 s on, at least `gap_ms` apart, each placed so that
+    its window (starting `window_offset_ms` into the trial) begins on the 20 ms grid."""
+    starts = np.empty(n_trials, dtype=np.int64)
+    earliest = _FIRST_TRIAL_MS
+    for i in range(n_trials):
+        starts[i] = earliest + (-(earliest + window_offset_ms)) % _GRID_MS
+        earliest = int(starts[i]) + n_ms + gap_ms
+    return starts
 
 
 def _assign_splits(conditions: np.ndarray, val_fraction: float, test_fraction: float,
@@ -434,12 +441,7 @@ def write_trial_arrays(
 
     # Train file: train and val trials whole, back to back, windows on the 20 ms grid.
     kept = np.flatnonzero(split != "test")
-    offset = align_ms + start
-    starts = np.empty(len(kept), dtype=np.int64)
-    at = _FIRST_TRIAL_MS
-    for i in range(len(kept)):
-        starts[i] = _next_on_grid(at, offset)
-        at = int(starts[i]) + n_ms + gap_ms
+    starts = _back_to_back(len(kept), n_ms, gap_ms, window_offset_ms=align_ms + start)
     stops = starts + n_ms
     unit, sample = _counts_to_samples(spikes[kept], starts, rng)
     obs = np.stack([starts, stops], axis=1) / 1000.0

@@ -20,9 +20,10 @@ Two generators, chosen by `spec.generator`, deterministic from `seed` in `spec.g
 In both, the log rate of a unit is a baseline plus a linear readout of the latent state averaged
 over each 5 ms bin of the file's clock (each latent dimension softly saturated); readouts are
 calibrated so that every unit's mean rate lies in 5-40 Hz and its peak stays near 200 Hz or
-below. Spikes are Poisson with that rate, placed uniformly at 30 kHz resolution inside the bin. Test trials are simulated apart from the train file's session
-and written like the real test files: held-in units only, each trial's evaluation window re-timed
-to start at k * (window + 100 ms), no behaviour.
+below. Spikes are Poisson with that rate, placed uniformly at 30 kHz resolution inside the bin.
+Test trials are simulated apart from the train file's session and written like the real test
+files: held-in units only, each trial's evaluation window re-timed to start at
+k * (window + 100 ms), no behaviour.
 
 Ground truth, `truth.h5` in the dataset's folder (all times on the 5 ms grid of the file's clock:
 bin k covers [5k, 5k + 5) ms):
