@@ -163,6 +163,10 @@ def load_spec_toml(path: str | Path) -> DatasetSpec:
         return Asset(path=str(file_path), size=value.get("size"), sha256=value.get("sha256"))
 
     kwargs: dict[str, object] = {k: raw[k] for k in _TOML_SCALARS if k in raw}
+    # TOML has no null: an empty string says "this dataset has no behaviour / no decode masks".
+    for key in ("behavior_field", "decode_mask_field", "scaling_key"):
+        if kwargs.get(key) == "":
+            kwargs[key] = None
     kwargs.setdefault("description", f"user dataset from {path.name}")
     try:
         kwargs["window_ms"] = (int(raw["window_ms"][0]), int(raw["window_ms"][1]))
@@ -179,3 +183,46 @@ def load_spec_toml(path: str | Path) -> DatasetSpec:
         if isinstance(err, SpecError):
             raise
         raise SpecError(f"{path}: {err}") from None
+
+
+def spec_to_toml(spec: DatasetSpec) -> str:
+    """The TOML text that `load_spec_toml` reads back into `spec` (a user dataset: absolute paths)."""
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (tuple, list)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [
+        f"name = {value(spec.name)}",
+        f"description = {value(spec.description)}",
+        f"train = {value(spec.train.path)}",
+        f"test = {value(spec.test.path)}",
+        f"align_field = {value(spec.align_field)}",
+        f"window_ms = {value(list(spec.window_ms))}",
+        f"forward_ms = {spec.forward_ms}",
+        f"bin_sizes = {value(list(spec.bin_sizes))}",
+        f"behavior_field = {value(spec.behavior_field or '')}",
+        f"behavior_lag_ms = {spec.behavior_lag_ms}",
+        f"psth_conditions = {value(list(spec.psth_conditions))}",
+        f"psth_kern_sd_ms = {spec.psth_kern_sd_ms}",
+        f"decode_mask_field = {value(spec.decode_mask_field or '')}",
+        f"eval_allow_overlap = {value(spec.eval_allow_overlap)}",
+    ]
+    counts = {f.name: getattr(spec.expected, f.name) for f in fields(ExpectedCounts)}
+    lines += ["", "[expected]"] + [f"{k} = {v}" for k, v in counts.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def write_spec_toml(spec: DatasetSpec, path: str | Path) -> Path:
+    """Write `spec` as a dataset TOML file (atomically), usable as `--dataset path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(spec_to_toml(spec))
+    partial.replace(path)
+    return path
