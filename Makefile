@@ -1,4 +1,4 @@
-# nlb_suite: every target goes through the `nlb-suite` CLI in the project's virtual environment.
+# nlb_suite: every target runs the `nlb-suite` CLI (or pytest) in the project's virtual environment.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,8 +8,10 @@ PHASE ?= val
 BIN_MS ?= 5
 ARGS ?=
 NLB_TOOLS_ENV ?= .venv-nlb-tools
+YU2009 ?= ../shared/data/real/yu2009_pmd_delayed_reach_spikecounts.mat
+YU2009_DIR ?= runs/yu2009
 
-.PHONY: install test eval report oracle bench clean
+.PHONY: install test eval report oracle yu2009 bench clean
 
 install: $(BIN)/nlb-suite
 
@@ -31,8 +33,19 @@ eval: install
 report: install
 	$(BIN)/nlb-suite report --html
 
+# Our tensors, targets and scores against nlb_tools 0.0.4 in its own pinned Python 3.10 environment.
 oracle: install
-	$(BIN)/python -m pytest -q -m oracle --oracle-env $(NLB_TOOLS_ENV)
+	$(BIN)/python -m pytest -q --oracle-env $(NLB_TOOLS_ENV) tests/test_oracle.py tests/test_scoring_equality.py
+
+# Real macaque PMd spikes (Yu et al. 2009) as an NLB dataset: `make eval DATASET=runs/yu2009/yu2009_pmd.toml`.
+yu2009: install
+	$(BIN)/nlb-suite import-trials $(YU2009) --name yu2009_pmd --out $(YU2009_DIR) --window 0 300 --forward-ms 100
+
+bench: install
+	$(BIN)/python benchmarks/bench_tensors.py
+	$(BIN)/python benchmarks/bench_scoring.py
+	$(BIN)/python benchmarks/bench_gpfa.py
+	$(BIN)/python benchmarks/bench_lfads.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
