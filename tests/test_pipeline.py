@@ -1,0 +1,90 @@
+"""The eval run end to end with a model written as the README shows, and its bad-input errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nlb_suite.cli import main
+from nlb_suite.datasets import SpecError
+from nlb_suite.models.base import ModelError, Rates, register_model
+from nlb_suite.tensors import Tensors
+from nlb_suite.pipeline import run_eval
+from nlb_suite.results import read_records
+from nlb_suite.submission import read_submission
+
+
+@register_model("mean_rate")
+class MeanRate:
+    """Each unit's mean training rate in every bin (the README's example model)."""
+
+    def __init__(self, floor: float = 1e-4) -> None:
+        if floor <= 0:
+            raise ModelError(f"floor must be > 0, got {floor}")
+        self.floor = floor
+
+    def fit(self, tensors: Tensors) -> "MeanRate":
+        self.heldin_ = np.nanmean(tensors.train_spikes_heldin, axis=(0, 1)) + self.floor
+        self.heldout_ = np.nanmean(tensors.train_spikes_heldout, axis=(0, 1)) + self.floor
+        return self
+
+    def predict(self, tensors: Tensors) -> Rates:
+        def fill(n: int, bins: int, rates: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(rates, (n, bins, rates.size)).copy()
+
+        return Rates(
+            train_rates_heldin=fill(tensors.n_train, tensors.n_bins, self.heldin_),
+            train_rates_heldout=fill(tensors.n_train, tensors.n_bins, self.heldout_),
+            eval_rates_heldin=fill(tensors.n_eval, tensors.n_bins, self.heldin_),
+            eval_rates_heldout=fill(tensors.n_eval, tensors.n_bins, self.heldout_),
+            eval_rates_heldin_forward=fill(tensors.n_eval, tensors.n_forward, self.heldin_),
+            eval_rates_heldout_forward=fill(tensors.n_eval, tensors.n_forward, self.heldout_),
+        )
+
+
+def test_eval_run_writes_submission_and_record(synthetic_root: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    run = run_eval("synth_maze_small", "mean_rate", bin_ms=20, root=synthetic_root,
+                   submissions_dir=tmp_path, results=results, n_boot=50)
+    arrays = read_submission(run.submission)["synth_maze_small_20"]
+    assert arrays["eval_rates_heldout"].shape == (25, 35, 35)
+    assert arrays["eval_rates_heldout"].dtype == np.float32
+    (record,) = read_records(results)
+    assert record.model == "mean_rate" and record.dataset == "synth_maze_small" and record.bin_ms == 20
+    # The mean rate is the null model of co-bps: it scores about zero, far below the truth.
+    assert abs(record.metrics["co-bps"]) < 0.05
+    assert record.extra["co-bps ceiling"] > 0.1
+    again = run_eval("synth_maze_small", "mean_rate", bin_ms=20, root=synthetic_root,
+                     submissions_dir=tmp_path, results=results, n_boot=50)
+    assert again.scores.to_dict() == run.scores.to_dict()
+
+
+def test_latents_and_history_beside_the_submission(synthetic_root: Path, tmp_path: Path) -> None:
+    run = run_eval("synth_area2", "kalman", bin_ms=20, root=synthetic_root, submissions_dir=tmp_path,
+                   results=tmp_path / "r.jsonl", n_boot=20, overrides=["n_iter=3"])
+    assert run.latents is not None
+    with h5py.File(run.latents, "r") as f:
+        assert f["eval_latents"].shape[:2] == (92, 30)
+
+
+def test_bad_input_fails_before_any_work(synthetic_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="unknown model 'lfadz'"):
+        run_eval("synth_maze_small", "lfadz", root=synthetic_root, submissions_dir=tmp_path)
+    with pytest.raises(ModelError, match="no such hyperparameter"):
+        run_eval("synth_maze_small", "mean_rate", overrides=["flor=1"], root=synthetic_root, submissions_dir=tmp_path)
+    with pytest.raises(ModelError, match="floor must be > 0"):
+        run_eval("synth_maze_small", "mean_rate", overrides=["floor=-1"], root=synthetic_root, submissions_dir=tmp_path)
+    with pytest.raises(SpecError, match="unknown dataset"):
+        run_eval("mc_mazzze", "mean_rate", root=synthetic_root, submissions_dir=tmp_path)
+    with pytest.raises(SpecError, match="not 7 ms"):
+        run_eval("synth_maze_small", "mean_rate", bin_ms=7, root=synthetic_root, submissions_dir=tmp_path)
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_cli_reports_errors_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--model", "mean_rate", "--dataset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'nope'" in err and "Traceback" not in err
