@@ -115,7 +115,7 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     latents = write_latents(latents_path(path), rates, training_history(estimator))
 
     scores = None
-    if phase == "val":
+    if phase == "val" or spec.source == "synthetic":
         targets = make_targets(spec, phase, bin_ms, root)
         scores = score(rates, targets, true_rates=make_true_rates(spec, tensors, root), n_boot=n_boot,
                        seed=int(hyperparameters.get("seed", 0) or 0))

@@ -16,15 +16,16 @@ import numpy as np
 import pandas as pd
 
 from ..data.nwb import NWBFormatError, Recording, read_recording
-from ..data.paths import DatasetFiles, data_dir, require_files
+from ..data.paths import DatasetFiles, require_files
 from ..datasets.spec import DatasetSpec, SpecError
+from ..datasets.synthetic import truth_path
 from ..errors import NlbSuiteError
 from .behavior import decimated_behavior
 from .grid import Windows, gather_windows, ordered_units, seconds_to_ns, spike_tensors, window_start_bins
 from .psth import condition_psth
 from .types import EvalTargets, Phase, Tensors, TrueRates
 
-TRUTH_FILE = "truth.h5"
+# The truth file of a synthetic dataset holds its values per 5 ms bin of the file's clock.
 TRUTH_BIN_MS = 5
 
 
@@ -141,14 +142,13 @@ def make_tensors(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path 
 
 def make_targets(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path | None = None,
                  include_psth: bool = True) -> EvalTargets:
-    """The evaluation targets of the val phase (the test phase's come from the benchmark's
-    public ground-truth file, since the test file holds no held-out spikes)."""
+    """The evaluation targets of `phase`. Val-phase targets come from the train file. The test
+    file holds no held-out spikes: test-phase targets exist only for synthetic datasets, whose
+    truth file keeps every spike (co-bps and fp-bps; real datasets are scored against the
+    benchmark's public eval_data_test.h5)."""
     _check(spec, phase, bin_ms)
-    if phase != "val":
-        raise TensorError(
-            f"{spec.name}: test-phase targets are not in the NWB files; score test submissions "
-            "against the benchmark's eval_data_test.h5 (`nlb-suite score --phase test`)"
-        )
+    if phase == "test":
+        return _synthetic_test_targets(spec, bin_ms, root)
     chosen = _phase_trials(spec, phase, require_files(spec, root))
     rec = chosen.train_rec
     train_align = _align_ns(rec, chosen.train, spec.align_field)
@@ -178,49 +178,84 @@ def make_targets(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path 
     return targets
 
 
-def make_true_rates(spec: DatasetSpec, tensors: Tensors, root: str | Path | None = None) -> TrueRates | None:
-    """Ground-truth rates aligned with `tensors`, for datasets that ship a truth file (synthetic
-    ones); None otherwise. The truth file holds expected counts per 5 ms bin of each file's clock."""
-    files = require_files(spec, root)
-    if spec.folder is None or not (data_dir(root) / spec.folder / TRUTH_FILE).is_file():
+def _truth_file(spec: DatasetSpec, root: str | Path | None) -> Path | None:
+    if spec.source != "synthetic":
         return None
-    truth_path = data_dir(root) / spec.folder / TRUTH_FILE
-    chosen = _phase_trials(spec, tensors.phase, files)
-    factor = tensors.bin_ms // TRUTH_BIN_MS
-    if tensors.bin_ms % TRUTH_BIN_MS:
-        raise TensorError(f"{truth_path}: true rates exist at multiples of {TRUTH_BIN_MS} ms only")
-    with h5py.File(truth_path, "r") as f:
-        train = _truth_windows(f["train"], "rates", "unit_ids", chosen.train_rec, chosen.train, spec, tensors, factor)
-        eval_group = "train" if tensors.phase == "val" else "test"
-        rates_key, ids_key = ("rates", "unit_ids") if eval_group == "train" else ("rates_all", "unit_ids_all")
-        evaluation = _truth_windows(f[eval_group], rates_key, ids_key, chosen.eval_rec, chosen.eval, spec, tensors, factor)
+    path = truth_path(spec, root)
+    return path if path.is_file() else None
+
+
+def make_true_rates(spec: DatasetSpec, tensors: Tensors, root: str | Path | None = None) -> TrueRates | None:
+    """Ground-truth rates aligned with `tensors` for synthetic datasets; None for the others."""
+    path = _truth_file(spec, root)
+    if path is None:
+        return None
+    chosen = _phase_trials(spec, tensors.phase, require_files(spec, root))
+    with h5py.File(path, "r") as f:
+        train = _truth_windows(f["train"], "rates", "unit_ids", chosen.train_rec, chosen.train, spec, tensors.bin_ms)
+        if tensors.phase == "val":
+            evaluation = _truth_windows(f["train"], "rates", "unit_ids", chosen.eval_rec, chosen.eval, spec, tensors.bin_ms)
+        else:
+            evaluation = _truth_windows(f["test"], "rates_all", "unit_ids_all", chosen.eval_rec, chosen.eval, spec,
+                                        tensors.bin_ms)
     return TrueRates(
-        train_heldin=train["main"][..., _columns(train["ids"], tensors.heldin_ids)],
-        train_heldout=train["main"][..., _columns(train["ids"], tensors.heldout_ids)],
-        eval_heldin=evaluation["main"][..., _columns(evaluation["ids"], tensors.heldin_ids)],
-        eval_heldout=evaluation["main"][..., _columns(evaluation["ids"], tensors.heldout_ids)],
-        eval_heldin_forward=evaluation["forward"][..., _columns(evaluation["ids"], tensors.heldin_ids)],
-        eval_heldout_forward=evaluation["forward"][..., _columns(evaluation["ids"], tensors.heldout_ids)],
+        train_heldin=train.units("main", tensors.heldin_ids), train_heldout=train.units("main", tensors.heldout_ids),
+        eval_heldin=evaluation.units("main", tensors.heldin_ids),
+        eval_heldout=evaluation.units("main", tensors.heldout_ids),
+        eval_heldin_forward=evaluation.units("forward", tensors.heldin_ids),
+        eval_heldout_forward=evaluation.units("forward", tensors.heldout_ids),
     )
 
 
-def _columns(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    where = {int(u): i for i, u in enumerate(ids)}
-    return np.array([where[int(u)] for u in wanted], dtype=int)
+def _synthetic_test_targets(spec: DatasetSpec, bin_ms: int, root: str | Path | None) -> EvalTargets:
+    path = _truth_file(spec, root)
+    if path is None:
+        raise TensorError(
+            f"{spec.name}: test-phase targets are not in the NWB files; score test submissions "
+            "against the benchmark's eval_data_test.h5 (`nlb-suite score --phase test`)"
+        )
+    chosen = _phase_trials(spec, "test", require_files(spec, root))
+    train_rec = chosen.train_rec
+    heldin_ids = train_rec.units.ids[ordered_units(train_rec, False)]
+    heldout_ids = train_rec.units.ids[ordered_units(train_rec, True)]
+    with h5py.File(path, "r") as f:
+        spikes = _truth_windows(f["test"], "spikes_all", "unit_ids_all", chosen.eval_rec, chosen.eval, spec, bin_ms)
+    return EvalTargets(
+        dataset=spec.name, bin_ms=bin_ms,
+        eval_spikes_heldout=spikes.units("main", heldout_ids).astype(np.float32),
+        eval_spikes_heldin_forward=spikes.units("forward", heldin_ids).astype(np.float32),
+        eval_spikes_heldout_forward=spikes.units("forward", heldout_ids).astype(np.float32),
+    )
 
 
-def _truth_windows(group: h5py.Group, rates_key: str, ids_key: str, rec: Recording, trials: pd.DataFrame,
-                   spec: DatasetSpec, tensors: Tensors, factor: int) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class _TruthWindows:
+    """Values of the truth file cut to trial windows, for the file's units."""
+
+    windows: dict[str, np.ndarray]
+    unit_ids: np.ndarray
+
+    def units(self, window: str, wanted: np.ndarray) -> np.ndarray:
+        where = {int(u): i for i, u in enumerate(self.unit_ids)}
+        return self.windows[window][..., [where[int(u)] for u in wanted]]
+
+
+def _truth_windows(group: h5py.Group, values_key: str, ids_key: str, rec: Recording, trials: pd.DataFrame,
+                   spec: DatasetSpec, bin_ms: int) -> _TruthWindows:
+    """Sum the truth file's 5 ms values into the trials' windows at `bin_ms`."""
+    if bin_ms % TRUTH_BIN_MS:
+        raise TensorError(f"{group.file.filename}: the truth exists at multiples of {TRUTH_BIN_MS} ms only")
+    factor = bin_ms // TRUTH_BIN_MS
     table_rows = rec.trials.index.get_indexer(trials.index)
-    rates = group[rates_key][()][table_rows]
+    values = group[values_key][()][table_rows]
     first = group["first_bin"][()][table_rows]
     align = _align_ns(rec, trials, spec.align_field)
-    out: dict[str, np.ndarray] = {"ids": group[ids_key][()]}
-    for name, window in _windows(spec, align, tensors.bin_ms, forward=True).items():
+    windows = {}
+    for name, window in _windows(spec, align, bin_ms, forward=True).items():
         offsets = window.starts * factor - first
         idx = offsets[:, None] + np.arange(window.n_bins * factor)[None, :]
-        if idx.min() < 0 or idx.max() >= rates.shape[1]:
-            raise TensorError(f"{group.file.filename}: true rates do not cover the {name} windows")
-        picked = np.take_along_axis(rates, idx[:, :, None], axis=1)
-        out[name] = picked.reshape(len(trials), window.n_bins, factor, -1).sum(axis=2)
-    return out
+        if idx.min() < 0 or idx.max() >= values.shape[1]:
+            raise TensorError(f"{group.file.filename}: the truth does not cover the {name} windows")
+        picked = np.take_along_axis(values, idx[:, :, None], axis=1).astype(np.float64)
+        windows[name] = picked.reshape(len(trials), window.n_bins, factor, -1).sum(axis=2).astype(np.float32)
+    return _TruthWindows(windows=windows, unit_ids=group[ids_key][()])
