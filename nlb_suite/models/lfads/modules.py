@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .unroll import UnrollWeights, unroll
+
 CELL_CLIP = 5.0
 # Floor on the initial-condition posterior variance, as in LFADS: keeps the IC KL finite.
 IC_POST_VAR_MIN = 1e-4
@@ -83,12 +85,12 @@ class Encoder(nn.Module):
         init_fan_in_(self.ic_linear)
         self.ci_encoder = BidirectionalEncoder(n_input, ci_enc_dim) if ci_enc_dim > 0 else None
         self.ci_lag = ci_lag
-        self.dropout = nn.Dropout(dropout)
+        self.dropout_rate = dropout
 
     def forward(self, spikes: Tensor) -> EncoderOutput:
-        spikes = self.dropout(spikes)
+        spikes = apply_dropout(spikes, self.dropout_rate, self.training)
         _, ic_final = self.ic_encoder(spikes)
-        ic_mean, ic_logvar = self.ic_linear(self.dropout(ic_final)).chunk(2, dim=1)
+        ic_mean, ic_logvar = self.ic_linear(apply_dropout(ic_final, self.dropout_rate, self.training)).chunk(2, dim=1)
         ic_std = torch.sqrt(torch.exp(ic_logvar) + IC_POST_VAR_MIN)
         if self.ci_encoder is None:
             return EncoderOutput(ic_mean, ic_std, None)
@@ -128,7 +130,7 @@ class Decoder(nn.Module):
         self.dropout_rate = dropout
         self.controlled = co_dim > 0
         if self.controlled:
-            # Used as a container of GRU weights: the unroll below steps it by hand.
+            # A container of GRU weights: `unroll` steps it by hand.
             self.controller = nn.GRUCell(ci_dim + fac_dim, con_dim)
             self.controller_h0 = nn.Parameter(torch.zeros(1, con_dim))
             self.co_linear = nn.Linear(con_dim, 2 * co_dim)
@@ -145,67 +147,48 @@ class Decoder(nn.Module):
         if not self.controlled:
             zeros = gen_h0.new_zeros(g0.shape[0], n_steps, 1)
             states, _ = self.generator(zeros, gen_h0.unsqueeze(0))
-            factors = self.factor_map(self._dropout(states))
+            factors = self.factor_map(apply_dropout(states, self.dropout_rate, self.training))
             return DecoderOutput(factors, None, None, None)
         assert controller_input is not None
         return self._unroll(gen_h0, controller_input, n_steps, input_noise)
 
-    def _dropout(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.dropout_rate, self.training)
-
-    def _dropout_masks(self, n_steps: int, like: Tensor) -> Tensor | None:
-        """Dropout masks (already scaled by 1/keep) for `n_steps` tensors shaped like `like`."""
-        if not self.training or self.dropout_rate == 0.0:
-            return None
-        return F.dropout(like.new_ones(n_steps, *like.shape), self.dropout_rate)
-
-    def _unroll(self, gen_h: Tensor, controller_input: Tensor, n_steps: int,
+    def _unroll(self, gen_h0: Tensor, controller_input: Tensor, n_steps: int,
                 input_noise: Tensor | None) -> DecoderOutput:
-        batch = gen_h.shape[0]
-        con, gen = self.controller, self.generator
-        con_dim, gen_dim = con.hidden_size, gen.hidden_size
-        w_fac = self.factor_map.normalized_weight().t()
-        # Everything that does not depend on the recurrence is computed for all steps at once:
-        # the CI part of the controller's input gates, dropout masks, transposed weights.
-        w_con_ci, w_con_fac = con.weight_ih.split([self.ci_dim, w_fac.shape[1]], dim=1)
-        ci = F.pad(self._dropout(controller_input), (0, 0, 0, n_steps - controller_input.shape[1]))
+        batch, con, gen = gen_h0.shape[0], self.controller, self.generator
+        w_con_ci, w_con_fac = con.weight_ih.split([self.ci_dim, self.factor_map.weight.shape[0]], dim=1)
+        # The CI part of the controller's input gates, for all steps in one product (the CI
+        # encoding is zero over the forward bins, leaving the bias).
+        ci = apply_dropout(controller_input, self.dropout_rate, self.training).transpose(0, 1)
+        ci = F.pad(ci, (0, 0, 0, 0, 0, n_steps - ci.shape[0]))
         con_input_gates = torch.addmm(con.bias_ih, ci.reshape(-1, self.ci_dim), w_con_ci.t())
-        con_input_gates = con_input_gates.view(batch, n_steps, 3 * con_dim).unbind(1)
-        w_con_fac, w_con_hh, b_con_hh = w_con_fac.t(), con.weight_hh.t(), con.bias_hh
-        w_co, b_co = self.co_linear.weight.t(), self.co_linear.bias
-        w_gen_ih, b_gen_ih = gen.weight_ih_l0.t(), gen.bias_ih_l0
-        w_gen_hh, b_gen_hh = gen.weight_hh_l0.t(), gen.bias_hh_l0
-        noise = input_noise.unbind(1) if input_noise is not None else None
-        # One draw of every step's dropout mask: per-step dropout calls cost more than the math.
-        gen_keep = self._dropout_masks(n_steps, gen_h)
-        factor_keep = self._dropout_masks(n_steps, gen_h.new_empty(batch, w_fac.shape[1]))
-
-        con_h = self.controller_h0.clamp(-CELL_CLIP, CELL_CLIP).expand(batch, -1)
-        factor = self._dropout(gen_h) @ w_fac
-        factors, co_params, inputs = [], [], []
-        for t in range(n_steps):
-            feedback = factor if factor_keep is None else factor * factor_keep[t]
-            con_h = _gru_update(torch.addmm(con_input_gates[t], feedback, w_con_fac),
-                                torch.addmm(b_con_hh, con_h, w_con_hh), con_h, con_dim)
-            params = torch.addmm(b_co, con_h, w_co)
-            mean, logvar = params.split(self.co_dim, dim=1)
-            u = mean if noise is None else torch.addcmul(mean, torch.exp(0.5 * logvar), noise[t])
-            gen_h = _gru_update(torch.addmm(b_gen_ih, u, w_gen_ih),
-                                torch.addmm(b_gen_hh, gen_h, w_gen_hh), gen_h, gen_dim)
-            factor = (gen_h if gen_keep is None else gen_h * gen_keep[t]) @ w_fac
-            factors.append(factor)
-            co_params.append(params)
-            inputs.append(u)
-        co_mean, co_logvar = torch.stack(co_params, dim=1).split(self.co_dim, dim=2)
-        return DecoderOutput(
-            factors=torch.stack(factors, dim=1),
-            co_mean=co_mean, co_std=torch.exp(0.5 * co_logvar), inputs=torch.stack(inputs, dim=1),
+        if input_noise is None:
+            noise = gen_h0.new_zeros(n_steps, batch, self.co_dim)
+        else:
+            noise = input_noise.transpose(0, 1).contiguous()
+        gen_keep = factor_keep = None
+        if self.training and self.dropout_rate > 0:
+            gen_keep = keep_mask((n_steps + 1, batch, gen.hidden_size), self.dropout_rate, gen_h0)
+            factor_keep = keep_mask((n_steps, batch, w_con_fac.shape[1]), self.dropout_rate, gen_h0)
+        weights = UnrollWeights(
+            con_fac=w_con_fac, con_hh=con.weight_hh, con_hh_bias=con.bias_hh, co=self.co_linear.weight,
+            co_bias=self.co_linear.bias, gen_ih=gen.weight_ih_l0, gen_ih_bias=gen.bias_ih_l0,
+            gen_hh=gen.weight_hh_l0, gen_hh_bias=gen.bias_hh_l0, fac=self.factor_map.normalized_weight(),
         )
+        con_h0 = self.controller_h0.clamp(-CELL_CLIP, CELL_CLIP).expand(batch, -1)
+        out = unroll(con_input_gates.view(n_steps, batch, -1), con_h0, gen_h0, noise, gen_keep, factor_keep, weights)
+        co_mean, co_logvar = out.co_params.transpose(0, 1).split(self.co_dim, dim=2)
+        return DecoderOutput(factors=out.factors.transpose(0, 1), co_mean=co_mean,
+                             co_std=torch.exp(0.5 * co_logvar), inputs=out.inputs.transpose(0, 1))
 
 
-def _gru_update(input_gates: Tensor, hidden_gates: Tensor, h: Tensor, size: int) -> Tensor:
-    """One GRU step from precomputed gate pre-activations (torch's r, z, n layout)."""
-    reset_update = torch.sigmoid(input_gates[:, : 2 * size] + hidden_gates[:, : 2 * size])
-    reset, update = reset_update[:, :size], reset_update[:, size:]
-    candidate = torch.tanh(torch.addcmul(input_gates[:, 2 * size:], reset, hidden_gates[:, 2 * size:]))
-    return torch.addcmul(candidate, update, h - candidate)
+def keep_mask(shape: tuple[int, ...], rate: float, like: Tensor) -> Tensor:
+    """Dropout mask: 0 with probability `rate`, else 1 / (1 - rate). Thresholding uniform draws
+    is about three times faster on a CPU than the Bernoulli sampler behind nn.Dropout."""
+    keep = torch.rand(shape, device=like.device) >= rate
+    return keep.to(like.dtype).mul_(1.0 / (1.0 - rate))
+
+
+def apply_dropout(x: Tensor, rate: float, training: bool) -> Tensor:
+    if not training or rate == 0.0:
+        return x
+    return x * keep_mask(x.shape, rate, x)

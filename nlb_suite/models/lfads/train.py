@@ -8,8 +8,8 @@ held-in entries carry gradient), the KL terms per trial, each already multiplied
 
 from __future__ import annotations
 
-import copy
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -45,10 +44,6 @@ class Batch:
 
     def take(self, index: Tensor) -> "Batch":
         return Batch(self.encoder_input[index], self.target[index], self.observed[index], self.held_back[index])
-
-    @property
-    def n_trials(self) -> int:
-        return self.target.shape[0]
 
 
 @dataclass
@@ -139,15 +134,17 @@ class Trainer:
             threshold=0.0, min_lr=config.lr_stop)
         self.state = TrainingState()
 
-    def run(self, train: Batch, valid: Batch) -> TrainingState:
+    def run(self, trials: Batch, train_index: Tensor, valid_index: Tensor) -> TrainingState:
+        """Train on `trials[train_index]`, select on `trials[valid_index]`."""
         cfg = self.config
+        valid = trials.take(valid_index)
         if cfg.resume:
             self._restore()
         bar = tqdm(total=cfg.max_epochs, initial=self.state.epoch, desc="LFADS", unit="epoch",
                    disable=None, file=sys.stderr, dynamic_ncols=True)
         with bar:
             while self.state.epoch < cfg.max_epochs and not self._stopped():
-                record = self._epoch(train, valid)
+                record = self._epoch(trials, train_index, valid)
                 bar.update(1)
                 bar.set_postfix(train=f"{record.train_loss:.4f}", valid=f"{record.valid_loss:.4f}",
                                 co_bps=f"{record.valid_co_bps:.3f}")
@@ -160,7 +157,7 @@ class Trainer:
     def _stopped(self) -> bool:
         return self.state.epochs_since_best >= self.config.patience
 
-    def _epoch(self, train: Batch, valid: Batch) -> EpochRecord:
+    def _epoch(self, trials: Batch, train_index: Tensor, valid: Batch) -> EpochRecord:
         cfg, state = self.config, self.state
         epoch = state.epoch
         kl_ramp = ramp(epoch, cfg.kl_start_epoch, cfg.kl_increase_epoch)
@@ -168,8 +165,8 @@ class Trainer:
         started = time.perf_counter()
         self.network.train()
         losses, recons = [], []
-        for index in _batches(train.n_trials, cfg.batch_size, train.target.device):
-            loss, recon = self._train_step(train.take(index), kl_ramp, l2_ramp)
+        for index in _batches(train_index, cfg.batch_size):
+            loss, recon = self._train_step(trials.take(index), kl_ramp, l2_ramp)
             losses.append(loss)
             recons.append(recon)
         train_seconds = time.perf_counter() - started
@@ -309,16 +306,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint onto the CPU, whatever device wrote it, without unpickling objects."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ModelError(f"{path}: not a readable LFADS checkpoint ({err})") from None
 
 
-def _batches(n_trials: int, batch_size: int, device: torch.device) -> list[Tensor]:
-    """A shuffled split of the trials into round(n / batch_size) batches of nearly equal size:
+def _batches(index: Tensor, batch_size: int) -> list[Tensor]:
+    """A shuffled split of `index` into round(n / batch_size) batches of nearly equal size:
     no straggler batch of a few trials costing a full pass through the time loop."""
-    n_batches = max(1, round(n_trials / batch_size))
-    order = torch.randperm(n_trials).to(device)
-    return list(order.tensor_split(n_batches))
+    n_batches = max(1, round(len(index) / batch_size))
+    order = torch.randperm(len(index)).to(index.device)
+    return list(index[order].tensor_split(n_batches))
 
 
 def _cpu_copy(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -1,0 +1,202 @@
+"""The controller + generator unroll of LFADS as one autograd function with a hand-written
+backward pass.
+
+This loop is the one part of LFADS that must step through time in Python (the controller reads
+the previous step's factors). Left to autograd it records ~30 graph nodes per step and computes
+every weight gradient as a small per-step matrix product. Here the forward pass runs without a
+graph, writing each step's gates into preallocated time-major buffers; the backward pass walks
+back through time propagating only the state gradients, and computes every weight gradient
+afterwards as one large matrix product over all steps. `tests/test_lfads_unroll.py` checks it
+against autograd (gradcheck) and against a plain clipped-GRU-cell loop.
+
+Shapes: S steps, B trials, C controller units, G generator units, F factors, U inferred inputs.
+The GRUs use torch's gate layout (reset, update, new); all tensors are time-major.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+@dataclass
+class UnrollWeights:
+    con_fac: Tensor  # (3C, F) controller input weights acting on the fed-back factors
+    con_hh: Tensor  # (3C, C)
+    con_hh_bias: Tensor  # (3C,)
+    co: Tensor  # (2U, C) controller state -> inferred-input mean and log-variance
+    co_bias: Tensor  # (2U,)
+    gen_ih: Tensor  # (3G, U)
+    gen_ih_bias: Tensor  # (3G,)
+    gen_hh: Tensor  # (3G, G)
+    gen_hh_bias: Tensor  # (3G,)
+    fac: Tensor  # (F, G) row-normalised generator -> factors map
+
+
+@dataclass
+class UnrollOutput:
+    factors: Tensor  # (S, B, F)
+    co_params: Tensor  # (S, B, 2U) inferred-input posterior mean and log-variance
+    inputs: Tensor  # (S, B, U) inferred inputs: mean + exp(logvar / 2) * noise
+
+
+def unroll(con_input_gates: Tensor, con_h0: Tensor, gen_h0: Tensor, noise: Tensor, gen_keep: Tensor | None,
+           factor_keep: Tensor | None, weights: UnrollWeights) -> UnrollOutput:
+    """Run controller and generator for S steps.
+
+    con_input_gates (S, B, 3C): the controller's input-gate pre-activations from the CI encoding
+    (bias included); con_h0 (B, C), gen_h0 (B, G): initial states, already inside the clip;
+    noise (S, B, U): standard normal draws (zeros give the posterior means); gen_keep (S+1, B, G)
+    and factor_keep (S, B, F): scaled dropout masks on the generator states (the initial one
+    first) and on the factors fed back to the controller, or None without dropout.
+    """
+    factors, co_params, inputs = _Unroll.apply(
+        con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, weights.con_fac, weights.con_hh,
+        weights.con_hh_bias, weights.co, weights.co_bias, weights.gen_ih, weights.gen_ih_bias, weights.gen_hh,
+        weights.gen_hh_bias, weights.fac)
+    return UnrollOutput(factors, co_params, inputs)
+
+
+class _Unroll(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_con_fac, w_con_hh,
+                b_con_hh, w_co, b_co, w_gen_ih, b_gen_ih, w_gen_hh, b_gen_hh, w_fac):
+        steps, batch, _ = con_input_gates.shape
+        con_dim, gen_dim, co_dim = con_h0.shape[1], gen_h0.shape[1], noise.shape[2]
+        new = con_input_gates.new_empty
+        con_states, gen_states = new(steps + 1, batch, con_dim), new(steps + 1, batch, gen_dim)
+        # Per step the gate activations, and of the hidden-side pre-activations W_hh h + b_hh only
+        # the candidate's third (the backward pass needs no more); the full product goes to a
+        # scratch buffer reused at every step.
+        con_gates, con_hidden_new = new(steps, batch, 3 * con_dim), new(steps, batch, con_dim)
+        gen_gates, gen_hidden_new = new(steps, batch, 3 * gen_dim), new(steps, batch, gen_dim)
+        con_hidden, gen_hidden = new(batch, 3 * con_dim), new(batch, 3 * gen_dim)
+        feedback, factors = new(steps, batch, w_fac.shape[0]), new(steps, batch, w_fac.shape[0])
+        co_params, inputs, co_std = new(steps, batch, 2 * co_dim), new(steps, batch, co_dim), new(steps, batch, co_dim)
+        con_states[0], gen_states[0] = con_h0, gen_h0
+        w_con_fac_t, w_con_hh_t, w_co_t = w_con_fac.t(), w_con_hh.t(), w_co.t()
+        w_gen_ih_t, w_gen_hh_t, w_fac_t = w_gen_ih.t(), w_gen_hh.t(), w_fac.t()
+
+        factor = _masked(gen_h0, gen_keep, 0) @ w_fac_t
+        for t in range(steps):
+            if factor_keep is None:
+                feedback[t] = factor
+            else:
+                torch.mul(factor, factor_keep[t], out=feedback[t])
+            torch.addmm(con_input_gates[t], feedback[t], w_con_fac_t, out=con_gates[t])
+            torch.addmm(b_con_hh, con_states[t], w_con_hh_t, out=con_hidden)
+            _gru_forward(con_gates[t], con_hidden, con_states[t], con_states[t + 1], con_hidden_new[t])
+            params = torch.addmm(b_co, con_states[t + 1], w_co_t, out=co_params[t])
+            torch.exp(params[:, co_dim:].mul(0.5), out=co_std[t])
+            torch.addcmul(params[:, :co_dim], co_std[t], noise[t], out=inputs[t])
+            torch.addmm(b_gen_ih, inputs[t], w_gen_ih_t, out=gen_gates[t])
+            torch.addmm(b_gen_hh, gen_states[t], w_gen_hh_t, out=gen_hidden)
+            _gru_forward(gen_gates[t], gen_hidden, gen_states[t], gen_states[t + 1], gen_hidden_new[t])
+            factor = torch.mm(_masked(gen_states[t + 1], gen_keep, t + 1), w_fac_t, out=factors[t])
+
+        ctx.save_for_backward(noise, gen_keep, factor_keep, w_con_fac, w_con_hh, w_co, w_gen_ih, w_gen_hh, w_fac,
+                              con_states, gen_states, con_gates, con_hidden_new, gen_gates, gen_hidden_new,
+                              feedback, inputs, co_std)
+        return factors, co_params, inputs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_factors, d_co_params, d_inputs):
+        (noise, gen_keep, factor_keep, w_con_fac, w_con_hh, w_co, w_gen_ih, w_gen_hh, w_fac, con_states,
+         gen_states, con_gates, con_hidden_new, gen_gates, gen_hidden_new, feedback, inputs, co_std) = ctx.saved_tensors
+        steps, batch, co_dim = inputs.shape
+        con_dim, gen_dim = con_states.shape[2], gen_states.shape[2]
+        # Gradients of the gate pre-activations for every step: input side, and of the hidden side
+        # the candidate's third (its reset and update thirds equal the input side's).
+        d_con_gates, d_con_hidden_new = torch.empty_like(con_gates), torch.empty_like(con_hidden_new)
+        d_gen_gates, d_gen_hidden_new = torch.empty_like(gen_gates), torch.empty_like(gen_hidden_new)
+        d_factor_total = d_factors.clone() if d_factors is not None else torch.zeros_like(feedback)
+        d_params = d_co_params.clone() if d_co_params is not None else inputs.new_zeros(steps, batch, 2 * co_dim)
+        d_con_h, d_gen_h = con_states.new_zeros(batch, con_dim), gen_states.new_zeros(batch, gen_dim)
+        d_next_factor = None  # gradient reaching factor t through the controller at step t + 1
+        for t in range(steps - 1, -1, -1):
+            if d_next_factor is not None:
+                d_factor_total[t] += d_next_factor
+            d_gen_h += _masked(d_factor_total[t] @ w_fac, gen_keep, t + 1)
+            d_gen_h = _gru_backward(d_gen_h, gen_states[t], gen_gates[t], gen_hidden_new[t], w_gen_hh,
+                                    d_gen_gates[t], d_gen_hidden_new[t])
+            d_u = d_gen_gates[t] @ w_gen_ih
+            if d_inputs is not None:
+                d_u += d_inputs[t]
+            d_params[t, :, :co_dim] += d_u
+            d_params[t, :, co_dim:] += 0.5 * d_u * noise[t] * co_std[t]
+            d_con_h += d_params[t] @ w_co
+            d_con_h = _gru_backward(d_con_h, con_states[t], con_gates[t], con_hidden_new[t], w_con_hh,
+                                    d_con_gates[t], d_con_hidden_new[t])
+            d_next_factor = d_con_gates[t] @ w_con_fac
+            if factor_keep is not None:
+                d_next_factor *= factor_keep[t]
+        # The initial factor (from the initial generator state) fed the controller's first step.
+        d_gen_h0 = d_gen_h + _masked(d_next_factor @ w_fac, gen_keep, 0)
+
+        dropped_states = gen_states if gen_keep is None else gen_states * gen_keep
+        d_w_fac = _flat(d_factor_total).t() @ _flat(dropped_states[1:]) + d_next_factor.t() @ dropped_states[0]
+        d_w_con_hh, d_b_con_hh = _hidden_weight_grads(d_con_gates, d_con_hidden_new, con_states[:-1])
+        d_w_gen_hh, d_b_gen_hh = _hidden_weight_grads(d_gen_gates, d_gen_hidden_new, gen_states[:-1])
+        return (
+            d_con_gates, d_con_h, d_gen_h0, None, None, None,
+            _flat(d_con_gates).t() @ _flat(feedback), d_w_con_hh, d_b_con_hh,
+            _flat(d_params).t() @ _flat(con_states[1:]), _flat(d_params).sum(0),
+            _flat(d_gen_gates).t() @ _flat(inputs), _flat(d_gen_gates).sum(0), d_w_gen_hh, d_b_gen_hh,
+            d_w_fac,
+        )
+
+
+def _flat(x: Tensor) -> Tensor:
+    """(steps, batch, features) -> (steps * batch, features): weight gradients sum over both."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def _hidden_weight_grads(d_gates: Tensor, d_hidden_new: Tensor, states: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of W_hh and b_hh over all steps, from the input-side gate gradients (equal to
+    the hidden side's for reset and update) and the hidden side's candidate third."""
+    size = d_hidden_new.shape[-1]
+    d_reset_update, d_new = _flat(d_gates[..., : 2 * size]), _flat(d_hidden_new)
+    weight = torch.cat([d_reset_update.t() @ _flat(states), d_new.t() @ _flat(states)])
+    return weight, torch.cat([d_reset_update.sum(0), d_new.sum(0)])
+
+
+def _masked(x: Tensor, keep: Tensor | None, index: int) -> Tensor:
+    return x if keep is None else x * keep[index]
+
+
+def _gru_forward(gates: Tensor, hidden: Tensor, h: Tensor, out: Tensor, hidden_new: Tensor) -> None:
+    """One GRU step from the gate pre-activations (input side in `gates`, hidden side in
+    `hidden`), in place: on return `gates` holds the activations (reset, update, new),
+    `hidden_new` the hidden side's candidate pre-activation, `out` the next state."""
+    size = h.shape[1]
+    reset_update = gates[:, : 2 * size]
+    reset_update += hidden[:, : 2 * size]
+    reset_update.sigmoid_()
+    hidden_new.copy_(hidden[:, 2 * size:])
+    new = gates[:, 2 * size:]
+    new.addcmul_(reset_update[:, :size], hidden_new).tanh_()
+    torch.sub(h, new, out=out)
+    out.mul_(reset_update[:, size:]).add_(new)
+
+
+def _gru_backward(d_h: Tensor, h: Tensor, gates: Tensor, hidden_new: Tensor, w_hh: Tensor, d_gates: Tensor,
+                  d_hidden_new: Tensor) -> Tensor:
+    """Backward through one GRU step from state h, given the gradient d_h at the next state.
+    `gates` holds the step's activations (reset, update, new), `hidden_new` the candidate's
+    hidden-side pre-activation (W_hn h + b_hn). Writes the gradients of the input-side
+    pre-activations into `d_gates` and of the hidden-side candidate into `d_hidden_new`;
+    returns the gradient at h."""
+    size = h.shape[1]
+    reset, update, new = gates[:, :size], gates[:, size: 2 * size], gates[:, 2 * size:]
+    # d new_pre = d_h (1 - z)(1 - n^2);  d z_pre = d_h (h - n) z (1 - z);  d r_pre = d new_pre (W_hn h + b_hn) r (1 - r)
+    d_new, d_update, d_reset = d_gates[:, 2 * size:], d_gates[:, size: 2 * size], d_gates[:, :size]
+    torch.mul(d_h * (1.0 - update), 1.0 - new * new, out=d_new)
+    torch.mul(d_h * (h - new), update * (1.0 - update), out=d_update)
+    torch.mul(d_new * hidden_new, reset * (1.0 - reset), out=d_reset)
+    torch.mul(d_new, reset, out=d_hidden_new)
+    d_h_prev = torch.addmm(d_h * update, d_gates[:, : 2 * size], w_hh[: 2 * size])
+    return d_h_prev.addmm_(d_hidden_new, w_hh[2 * size:])
