@@ -242,11 +242,11 @@ def test_wu_decoder_with_decode_masks_averages_one_decoder_per_mask(dataset):
     masked_tensors = dataclasses.replace(tensors, train_decode_mask=train_mask)
     masked_targets = dataclasses.replace(targets, eval_decode_mask=eval_mask)
     per_mask = []
-    for column in range(2):
-        one = dataclasses.replace(tensors, train_spikes_heldin=tensors.train_spikes_heldin[train_mask[:, column]],
-                                  train_behavior=tensors.train_behavior[train_mask[:, column]])
-        one_targets = dataclasses.replace(targets, eval_behavior=targets.eval_behavior[eval_mask[:, column]])
-        one = dataclasses.replace(one, eval_spikes_heldin=tensors.eval_spikes_heldin[eval_mask[:, column]])
+    for train_rows, eval_rows in zip(train_mask.T, eval_mask.T):
+        one = dataclasses.replace(tensors, train_spikes_heldin=tensors.train_spikes_heldin[train_rows],
+                                  train_behavior=tensors.train_behavior[train_rows],
+                                  eval_spikes_heldin=tensors.eval_spikes_heldin[eval_rows])
+        one_targets = dataclasses.replace(targets, eval_behavior=targets.eval_behavior[eval_rows])
         per_mask.append(kalman_decoder_r2(one, one_targets))
     assert kalman_decoder_r2(masked_tensors, masked_targets) == pytest.approx(np.mean(per_mask), abs=1e-12)
     with pytest.raises(ModelError, match="decode masks"):

@@ -30,6 +30,8 @@ _LOG_2PI = np.log(2 * np.pi)
 # otherwise get zero noise variance and an infinitely confident, singular update.
 _MIN_OBSERVATION_VARIANCE_FRACTION = 1e-3
 TRANSFORMS = ("sqrt", "counts")
+# Factor analysis only seeds EM; this many of its iterations settle the noise variances.
+_FACTOR_ANALYSIS_ITERATIONS = 200
 
 
 @dataclass
@@ -90,7 +92,8 @@ def kalman_filter(ssm: LinearGaussianSSM, observations: np.ndarray) -> FilteredS
     n_trials, n_bins, _ = y.shape
     k = ssm.latent_dim
     observed = ~np.isnan(y)
-    groups, trial_group = _missing_patterns(observed)
+    trial_group = _missing_pattern_index(observed)
+    groups = [np.flatnonzero(trial_group == g) for g in range(trial_group.max() + 1)]
     y = np.where(observed, y, 0.0)
     means = np.empty((n_trials, n_bins, k))
     covs = np.empty((len(groups), n_bins, k, k))
@@ -120,10 +123,11 @@ def kalman_filter(ssm: LinearGaussianSSM, observations: np.ndarray) -> FilteredS
                 # log N(e; 0, C P C^T + R) by the determinant lemma and Woodbury identity.
                 logdet = (subset.noise_logdet + np.linalg.slogdet(cov)[1]
                           + np.linalg.slogdet(precision)[1])
+                correction = projected @ updated_cov
                 quadratic = (np.einsum("np,np->n", residual, weighted)
-                             - np.einsum("nk,kj,nj->n", projected, updated_cov, projected))
+                             - np.einsum("nk,nk->n", correction, projected))
                 log_likelihood[trials] -= 0.5 * (subset.dims.size * _LOG_2PI + logdet + quadratic)
-                mean = mean + projected @ updated_cov
+                mean = mean + correction
                 cov = updated_cov
             means[trials, t] = mean
             covs[g, t] = cov
@@ -165,14 +169,14 @@ class EmFit:
 def fit_lds_em(observations: np.ndarray, latent_dim: int, n_iter: int, tolerance: float) -> EmFit:
     """EM for the LDS with diagonal R on (trials, bins, outputs) observations (NaN = missing).
 
-    Starts from PCA, stops after `n_iter` iterations or when the log-likelihood rises by less
+    Starts from factor analysis, stops after `n_iter` iterations or when the log-likelihood rises by less
     than `tolerance` times its magnitude.
     """
     y = np.asarray(observations, dtype=np.float64)
     observed = ~np.isnan(y)
     variances = np.array([np.var(column[~np.isnan(column)]) for column in y.reshape(-1, y.shape[2]).T])
     noise_floor = _MIN_OBSERVATION_VARIANCE_FRACTION * max(float(variances.mean()), 1e-12)
-    ssm = _pca_initialisation(y, latent_dim, noise_floor)
+    ssm = _factor_analysis_start(y, latent_dim, noise_floor)
     history: list[float] = []
     for _ in range(n_iter):
         smoothed = kalman_smoother(ssm, y)
@@ -189,7 +193,8 @@ class KalmanModel:
 
     Hyperparameters: `latent_dim`; EM `n_iter` (most iterations) and `tolerance` (relative
     log-likelihood gain below which EM stops); `transform` of the counts ("sqrt" or "counts");
-    `readout_alpha`, the L2 penalty of the Poisson readout. The fit is deterministic (PCA start).
+    `readout_alpha`, the L2 penalty of the Poisson readout. The fit is deterministic: it starts
+    from factor analysis and samples nothing.
     """
 
     def __init__(self, latent_dim: int = 16, n_iter: int = 100, tolerance: float = 1e-6,
@@ -288,11 +293,11 @@ def _m_step(smoothed: SmoothedStates, y: np.ndarray, observed: np.ndarray,
     for g, size in enumerate(group_sizes):
         trials = np.flatnonzero(smoothed.filtered.trial_group == g)
         mask = observed[trials[0]].astype(np.float64)  # (bins, outputs), shared by the pattern
-        z = augmented[trials]
-        second = np.einsum("nti,ntj->tij", z, z)
+        z = augmented[trials].transpose(1, 0, 2)  # (bins, trials, k + 1)
+        second = z.transpose(0, 2, 1) @ z
         second[:, :k, :k] += size * smoothed.covs[g]
-        gram += np.einsum("tp,tij->pij", mask, second)
-    targets = np.einsum("ntp,nti->pi", y_filled, augmented)
+        gram += (mask.T @ second.reshape(n_bins, -1)).reshape(gram.shape)
+    targets = y_filled.reshape(-1, y.shape[2]).T @ augmented.reshape(-1, k + 1)
     rows = np.linalg.solve(gram, targets[:, :, None])[:, :, 0]
     n_observed = observed.sum(axis=(0, 1))
     residual = (np.einsum("ntp,ntp->p", y_filled, y_filled)
@@ -303,18 +308,19 @@ def _m_step(smoothed: SmoothedStates, y: np.ndarray, observed: np.ndarray,
         initial_mean=initial_mean, initial_cov=initial_cov)
 
 
-def _pca_initialisation(y: np.ndarray, latent_dim: int, noise_floor: float) -> LinearGaussianSSM:
-    """C from the leading principal axes, latents as PCA scores, dynamics by least squares."""
+def _factor_analysis_start(y: np.ndarray, latent_dim: int, noise_floor: float) -> LinearGaussianSSM:
+    """C and R from factor analysis of all bins, latents as its posterior means, dynamics by
+    least squares on them. Factor analysis rather than PCA because spike-count noise differs
+    between units: PCA's leading axes chase the noisiest units, and EM then keeps latents that
+    model single units' noise (transition eigenvalues near 0) instead of shared dynamics."""
     n_trials, n_bins, n_outputs = y.shape
     rows = y.reshape(-1, n_outputs)
     offset = np.nanmean(rows, axis=0)
     centred = np.where(np.isnan(rows), 0.0, rows - offset)  # missing entries at the mean
-    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred / rows.shape[0])
-    axes = eigenvectors[:, ::-1][:, :latent_dim]
-    # A fixed sign per axis makes the start (and so the fit) independent of the eigen-solver.
-    axes *= np.where(axes[np.abs(axes).argmax(axis=0), np.arange(latent_dim)] < 0, -1.0, 1.0)
-    scores = (centred @ axes).reshape(n_trials, n_bins, latent_dim)
-    residual_var = np.maximum(np.var(centred - centred @ axes @ axes.T, axis=0), noise_floor)
+    factors = _factor_analysis(centred.T @ centred / rows.shape[0], latent_dim, noise_floor)
+    loadings, noise = factors.loadings, factors.noise
+    posterior_gain = np.linalg.solve(loadings @ loadings.T + np.diag(noise), loadings).T
+    scores = (centred @ posterior_gain.T).reshape(n_trials, n_bins, latent_dim)
     before, after = scores[:, :-1].reshape(-1, latent_dim), scores[:, 1:].reshape(-1, latent_dim)
     transition = np.linalg.lstsq(before, after, rcond=None)[0].T
     innovations = after - before @ transition.T
@@ -322,9 +328,31 @@ def _pca_initialisation(y: np.ndarray, latent_dim: int, noise_floor: float) -> L
     ridge = 1e-6 * np.eye(latent_dim)  # keeps covariances positive definite for tiny samples
     return LinearGaussianSSM(
         transition=transition, transition_cov=np.cov(innovations.T, bias=True) + ridge,
-        observation=axes, observation_offset=offset, observation_cov=np.diag(residual_var),
+        observation=loadings, observation_offset=offset, observation_cov=np.diag(noise),
         initial_mean=initial.mean(axis=0),
         initial_cov=np.atleast_2d(np.cov(initial.T, bias=True)) + ridge)
+
+
+@dataclass
+class _FactorModel:
+    loadings: np.ndarray  # (outputs, latents)
+    noise: np.ndarray  # private variance of each output, (outputs,)
+
+
+def _factor_analysis(cov: np.ndarray, latent_dim: int, noise_floor: float) -> _FactorModel:
+    """Factor analysis of the sample covariance `cov`: given the noise, the best loadings are the
+    leading eigenvectors of the noise-whitened covariance (Barber 2012, as in scikit-learn's
+    FactorAnalysis), then the noise is what they leave. Starting from all variance as noise
+    avoids the degenerate optima where a few high-variance units take all latents. It only seeds
+    the LDS's EM, so a fixed number of iterations is enough."""
+    noise = np.maximum(np.diag(cov).copy(), noise_floor)
+    for _ in range(_FACTOR_ANALYSIS_ITERATIONS):
+        scale = np.sqrt(noise)
+        eigenvalues, eigenvectors = np.linalg.eigh(cov / np.outer(scale, scale))
+        top = slice(None, -latent_dim - 1, -1)
+        loadings = scale[:, None] * eigenvectors[:, top] * np.sqrt(np.maximum(eigenvalues[top] - 1, 0))
+        noise = np.maximum(np.diag(cov) - (loadings**2).sum(axis=1), noise_floor)
+    return _FactorModel(loadings=loadings, noise=noise)
 
 
 def _observed_subset(ssm: LinearGaussianSSM, mask: np.ndarray) -> _ObservedSubset:
@@ -338,12 +366,11 @@ def _observed_subset(ssm: LinearGaussianSSM, mask: np.ndarray) -> _ObservedSubse
         noise_logdet=float(np.linalg.slogdet(noise_cov)[1]))
 
 
-def _missing_patterns(observed: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Trials grouped by identical (bins, outputs) observed masks, in order of first appearance."""
-    keys = [trial.tobytes() for trial in observed]
+def _missing_pattern_index(observed: np.ndarray) -> np.ndarray:
+    """For each trial, the index of its (bins, outputs) observed mask among the distinct masks,
+    numbered in order of first appearance."""
     index: dict[bytes, int] = {}
-    trial_group = np.array([index.setdefault(key, len(index)) for key in keys], dtype=np.intp)
-    return [np.flatnonzero(trial_group == g) for g in range(len(index))], trial_group
+    return np.array([index.setdefault(trial.tobytes(), len(index)) for trial in observed], dtype=np.intp)
 
 
 def _check_observations(ssm: LinearGaussianSSM, observations: np.ndarray) -> np.ndarray:

@@ -83,8 +83,8 @@ class SmoothingModel:
         train_features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
         eval_features = self._features(tensors.eval_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
         return split_rates(
-            train=self.readout_.predict(_rows(train_features)).reshape(tensors.n_train, tensors.n_bins, -1),
-            evaluation=self.readout_.predict(_rows(eval_features)).reshape(tensors.n_eval, tensors.n_bins, -1),
+            train=self.readout_.predict(_rows(train_features)).reshape(*train_features.shape[:2], -1),
+            evaluation=self.readout_.predict(_rows(eval_features)).reshape(*eval_features.shape[:2], -1),
             forward=np.broadcast_to(self.forward_rates_, (tensors.n_eval, *self.forward_rates_.shape)),
             n_heldin=tensors.n_heldin,
         )
