@@ -38,7 +38,7 @@ def test_layers_default_dataset_and_bin_tables(baselines):
 
 def test_model_without_a_file_gets_constructor_defaults(baselines):
     assert load_hyperparameters("kalman", "toy", 5) == {
-        "latent_dim": 16, "n_iter": 100, "tolerance": 1e-6, "transform": "sqrt",
+        "latent_dim": 16, "n_iter": 200, "tolerance": 1e-6, "transform": "sqrt",
         "readout_alpha": 0.01}
 
 

@@ -197,7 +197,7 @@ class KalmanModel:
     from factor analysis and samples nothing.
     """
 
-    def __init__(self, latent_dim: int = 16, n_iter: int = 100, tolerance: float = 1e-6,
+    def __init__(self, latent_dim: int = 16, n_iter: int = 200, tolerance: float = 1e-6,
                  transform: str = "sqrt", readout_alpha: float = 0.01) -> None:
         if int(latent_dim) != latent_dim or latent_dim < 1:
             raise ModelError(f"kalman: latent_dim must be an integer >= 1, got {latent_dim!r}")
