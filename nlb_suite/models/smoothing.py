@@ -8,10 +8,10 @@ log(smoothed rate + `log_offset`) of all held-in units; one `PoissonReadout` (L2
 maps them to every held-in and held-out unit.
 
 Forward window: a smoothing model has no dynamics to extrapolate with, so every eval trial gets
-the training trials' mean count per forward bin and unit (the condition-agnostic forward PSTH).
-Holding the last bin's rates constant, or regressing forward counts on the last bin's features,
-both scored far below this on simulated rotational dynamics (fp-bps about -3 and -0.6 against
--0.03), because rates keep changing after the window ends.
+each unit's mean count per bin over the forward windows of the training trials. Measured on
+synth_maze (val, 5 ms, fp-bps): this -0.008; the readout of the last bin's features held
+constant -0.135; a GLM from the last bin's features to each forward bin -2.0 (overfits); the
+mean per forward bin -0.096 (a unit silent in one training bin gets rate 0 there).
 
 With `sweep=True`, kernel width and alpha are chosen from the grids by the held-out-unit Poisson
 log-likelihood on a random `validation_fraction` of the training trials (split by `seed`), then
@@ -21,6 +21,7 @@ refitted on all training trials.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import convolve1d
@@ -36,8 +37,8 @@ class SmoothingModel:
 
     def __init__(self, kern_sd_ms: float = 50.0, alpha: float = 0.01, log_offset: float = 1e-4,
                  sweep: bool = False,
-                 kern_sd_grid_ms: Sequence[float] = (20.0, 30.0, 40.0, 50.0, 60.0, 80.0),
-                 alpha_grid: Sequence[float] = (0.001, 0.01, 0.1),
+                 kern_sd_grid_ms: Sequence[float] = (20.0, 40.0, 60.0, 80.0, 100.0),
+                 alpha_grid: Sequence[float] = (0.01, 0.1, 1.0),
                  validation_fraction: float = 0.2, seed: int = 0) -> None:
         _require_positive("kern_sd_ms", kern_sd_ms)
         _require_at_least_zero("alpha", alpha)
@@ -63,15 +64,16 @@ class SmoothingModel:
         """Fit the readout on training trials (choosing kernel and alpha first if `sweep`)."""
         if tensors.n_train < 2:
             raise ModelError(f"smoothing: {tensors.dataset} has {tensors.n_train} training trials; need 2")
-        targets = np.concatenate([tensors.train_spikes_heldin, tensors.train_spikes_heldout], axis=2)
+        self.fill_rates_ = _observed_mean(_rows(tensors.train_spikes_heldin))
         if self.sweep:
-            self.kern_sd_ms_, self.alpha_, self.sweep_scores_ = self._sweep(tensors, targets)
+            sweep = self._sweep(tensors)
+            self.kern_sd_ms_, self.alpha_, self.sweep_scores_ = sweep.kern_sd_ms, sweep.alpha, sweep.scores
         else:
             self.kern_sd_ms_, self.alpha_ = self.kern_sd_ms, self.alpha
-        self._fill_rates = _observed_mean(_rows(tensors.train_spikes_heldin))
+        targets = np.concatenate([tensors.train_spikes_heldin, tensors.train_spikes_heldout], axis=2)
         forward = np.concatenate([tensors.train_spikes_heldin_forward,
                                   tensors.train_spikes_heldout_forward], axis=2)
-        self.forward_rates_ = _observed_mean(forward)
+        self.forward_rates_ = _observed_mean(_rows(forward))
         features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
         self.readout_ = PoissonReadout(alpha=self.alpha_).fit(_rows(features), _rows(targets))
         return self
@@ -85,36 +87,42 @@ class SmoothingModel:
         return split_rates(
             train=self.readout_.predict(_rows(train_features)).reshape(*train_features.shape[:2], -1),
             evaluation=self.readout_.predict(_rows(eval_features)).reshape(*eval_features.shape[:2], -1),
-            forward=np.broadcast_to(self.forward_rates_, (tensors.n_eval, *self.forward_rates_.shape)),
+            forward=np.broadcast_to(self.forward_rates_, (tensors.n_eval, tensors.n_forward,
+                                                          self.forward_rates_.size)),
             n_heldin=tensors.n_heldin,
         )
 
     def _features(self, spikes: np.ndarray, bin_ms: int, kern_sd_ms: float) -> np.ndarray:
         smoothed = smooth_spikes(spikes, kern_sd_ms / bin_ms)
         # A bin with no observed neighbour within the kernel gets the unit's mean training rate.
-        smoothed = np.where(np.isnan(smoothed), self._fill_rates, smoothed)
+        smoothed = np.where(np.isnan(smoothed), self.fill_rates_, smoothed)
         return np.log(smoothed + self.log_offset)
 
-    def _sweep(self, tensors: Tensors, targets: np.ndarray) -> tuple[float, float, dict[str, float]]:
+    def _sweep(self, tensors: Tensors) -> _SweepResult:
         """Grid search scored by held-out-unit Poisson log-likelihood on held-back train trials."""
         order = np.random.default_rng(self.seed).permutation(tensors.n_train)
         n_validation = max(1, round(self.validation_fraction * tensors.n_train))
         validation, fitting = order[:n_validation], order[n_validation:]
-        heldout = targets[validation][..., tensors.n_heldin:]
-        self._fill_rates = _observed_mean(_rows(tensors.train_spikes_heldin[fitting]))
-        scores: dict[str, float] = {}
-        best = (-np.inf, self.kern_sd_ms, self.alpha)
+        heldout = tensors.train_spikes_heldout
+        best = _SweepResult(kern_sd_ms=self.kern_sd_ms, alpha=self.alpha, scores={})
+        best_score = -np.inf
         for kern_sd_ms in self.kern_sd_grid_ms:
             features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, kern_sd_ms)
             for alpha in self.alpha_grid:
-                readout = PoissonReadout(alpha=alpha).fit(_rows(features[fitting]),
-                                                          _rows(targets[fitting]))
-                rates = readout.predict(_rows(features[validation]))[:, tensors.n_heldin:]
-                score = _poisson_log_likelihood(rates, _rows(heldout))
-                scores[f"kern_sd_ms={kern_sd_ms:g},alpha={alpha:g}"] = score
-                if score > best[0]:
-                    best = (score, kern_sd_ms, alpha)
-        return best[1], best[2], scores
+                readout = PoissonReadout(alpha=alpha).fit(_rows(features[fitting]), _rows(heldout[fitting]))
+                score = _poisson_log_likelihood(readout.predict(_rows(features[validation])),
+                                                _rows(heldout[validation]))
+                best.scores[f"kern_sd_ms={kern_sd_ms:g},alpha={alpha:g}"] = score
+                if score > best_score:
+                    best_score, best.kern_sd_ms, best.alpha = score, kern_sd_ms, alpha
+        return best
+
+
+@dataclass
+class _SweepResult:
+    kern_sd_ms: float
+    alpha: float
+    scores: dict[str, float]  # held-out log-likelihood of every grid point
 
 
 def smooth_spikes(spikes: np.ndarray, sd_bins: float) -> np.ndarray:
