@@ -113,8 +113,13 @@ def test_targets_command_writes_the_val_targets(synthetic_root: Path, tmp_path: 
     assert group["eval_decode_mask"].shape[1] == 2
 
 
-def test_targets_command_reports_bad_requests(synthetic_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["targets", "synth_maze_small", "--bin", "10", "--data-dir", str(synthetic_root)]) == 2
+def test_targets_command_reports_bad_requests(synthetic_root: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "targets.h5")
+    assert main(["targets", "synth_maze_small", "--bin", "10", "--data-dir", str(synthetic_root), "-o", out]) == 2
     assert "bin sizes [5, 20]" in capsys.readouterr().err
-    assert main(["targets", "synth_maze_small", "--phase", "test", "--data-dir", str(synthetic_root)]) == 2
+    # Real test files hold no held-out spikes; only synthetic datasets have test-phase targets.
+    assert main(["targets", "mc_maze_small", "--phase", "test", "--data-dir", str(synthetic_root), "-o", out]) == 2
     assert "test-phase targets" in capsys.readouterr().err
+    assert main(["targets", "synth_maze_small", "--phase", "test", "--data-dir", str(synthetic_root), "-o", out]) == 0
+    assert read_targets(out)["synth_maze_small"]["eval_spikes_heldout"].shape == (100, 140, 35)
