@@ -80,7 +80,7 @@ def test_bad_files_name_the_file_and_the_key(baselines, text, message):
 
 def test_out_of_range_value_fails_when_the_model_is_built(baselines):
     (baselines / "smoothing.toml").write_text("[toy]\nkern_sd_ms = -5.0\n")
-    with pytest.raises(ModelError, match=r"kern_sd_ms must be .*> 0.*smoothing.toml"):
+    with pytest.raises(ModelError, match=r"kern_sd_ms must be a number in \(0, inf\).*smoothing.toml"):
         configured_model("smoothing", "toy", 5)
     with pytest.raises(ModelError, match="latent_dim"):
         configured_model("kalman", "toy", 5, ["latent_dim=0"])

@@ -7,6 +7,8 @@ Models are found by name in a registry; their per-dataset hyperparameters live i
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -66,6 +68,21 @@ class Model(Protocol):
 
 class ModelError(NlbSuiteError, ValueError):
     """A model name, hyperparameter or input that cannot work; raised before any work starts."""
+
+
+def check_range(owner: str, name: str, value: object, low: float = -math.inf, high: float = math.inf, *,
+                integer: bool = False, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+    """Raise ModelError unless `value` is a number (an integer if `integer`) within the bounds;
+    an infinite bound is never inclusive. `owner` names the model or component in the message."""
+    kind = numbers.Integral if integer else numbers.Real
+    low_inclusive, high_inclusive = low_inclusive and low > -math.inf, high_inclusive and high < math.inf
+    valid = (isinstance(value, kind) and not isinstance(value, bool) and not (isinstance(value, float) and math.isnan(value))
+             and (value >= low if low_inclusive else value > low)
+             and (value <= high if high_inclusive else value < high))
+    if not valid:
+        interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
+        raise ModelError(f"{owner}: {name} must be {'an integer' if integer else 'a number'} in {interval}, "
+                         f"got {value!r}")
 
 
 _REGISTRY: dict[str, type] = {}

@@ -23,7 +23,6 @@ the cost grows as (q T)^3.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -32,7 +31,7 @@ import scipy.linalg
 from sklearn.decomposition import FactorAnalysis
 
 from ..tensors import Tensors
-from .base import ModelError, Rates, register_model
+from .base import ModelError, Rates, check_range, register_model
 from .readout import PoissonReadout, split_rates
 
 
@@ -396,21 +395,6 @@ def cut_segments(sequences: np.ndarray, segment_bins: int) -> np.ndarray:
     return np.concatenate([sequences[:, start:start + segment_bins] for start in starts.astype(int)])
 
 
-def _check_range(name: str, value: object, low: float, high: float = math.inf, integer: bool = False,
-                 low_inclusive: bool = True, high_inclusive: bool = True) -> None:
-    """Raise ModelError unless `value` is a number (an integer if `integer`) within the bounds;
-    an infinite bound is never inclusive."""
-    kind = numbers.Integral if integer else numbers.Real
-    low_inclusive, high_inclusive = low_inclusive and low > -math.inf, high_inclusive and high < math.inf
-    valid = isinstance(value, kind) and not isinstance(value, bool) \
-        and (value >= low if low_inclusive else value > low) \
-        and (value <= high if high_inclusive else value < high)
-    if not valid:
-        interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
-        raise ModelError(f"gpfa: {name} must be {'an integer' if integer else 'a number'} in {interval}, "
-                         f"got {value!r}")
-
-
 @register_model("gpfa")
 class Gpfa:
     """GPFA latents from square-rooted held-in counts, rates of all units by a Poisson GLM.
@@ -430,16 +414,16 @@ class Gpfa:
                  min_var_frac: float = 0.01, timescale_ms: float = 100.0,
                  gp_noise_variance: float = 1e-3, segment_bins: int = 40,
                  readout_alpha: float = 0.01, seed: int = 0) -> None:
-        _check_range("latent_dim", latent_dim, 1, integer=True)
-        _check_range("n_iter", n_iter, 0, integer=True)
-        _check_range("tolerance", tolerance, 0)
-        _check_range("min_var_frac", min_var_frac, 0, 1, high_inclusive=False)
-        _check_range("timescale_ms", timescale_ms, 0, low_inclusive=False)
-        _check_range("gp_noise_variance", gp_noise_variance, 0, 1, low_inclusive=False,
+        check_range("gpfa", "latent_dim", latent_dim, 1, integer=True)
+        check_range("gpfa", "n_iter", n_iter, 0, integer=True)
+        check_range("gpfa", "tolerance", tolerance, 0)
+        check_range("gpfa", "min_var_frac", min_var_frac, 0, 1, high_inclusive=False)
+        check_range("gpfa", "timescale_ms", timescale_ms, 0, low_inclusive=False)
+        check_range("gpfa", "gp_noise_variance", gp_noise_variance, 0, 1, low_inclusive=False,
                      high_inclusive=False)
-        _check_range("segment_bins", segment_bins, 2, integer=True)
-        _check_range("readout_alpha", readout_alpha, 0)
-        _check_range("seed", seed, 0, 2 ** 32 - 1, integer=True)
+        check_range("gpfa", "segment_bins", segment_bins, 2, integer=True)
+        check_range("gpfa", "readout_alpha", readout_alpha, 0)
+        check_range("gpfa", "seed", seed, 0, 2 ** 32 - 1, integer=True)
         self.latent_dim = latent_dim
         self.n_iter = n_iter
         self.tolerance = tolerance

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..tensors import Tensors
-from .base import ModelError, Rates, register_model
+from .base import ModelError, Rates, check_range, register_model
 from .readout import PoissonReadout, split_rates
 
 _LOG_2PI = np.log(2 * np.pi)
@@ -199,16 +199,12 @@ class KalmanModel:
 
     def __init__(self, latent_dim: int = 16, n_iter: int = 200, tolerance: float = 1e-6,
                  transform: str = "sqrt", readout_alpha: float = 0.01) -> None:
-        if int(latent_dim) != latent_dim or latent_dim < 1:
-            raise ModelError(f"kalman: latent_dim must be an integer >= 1, got {latent_dim!r}")
-        if int(n_iter) != n_iter or n_iter < 1:
-            raise ModelError(f"kalman: n_iter must be an integer >= 1, got {n_iter!r}")
-        if not (np.isfinite(tolerance) and tolerance >= 0):
-            raise ModelError(f"kalman: tolerance must be a finite number >= 0, got {tolerance!r}")
+        check_range("kalman", "latent_dim", latent_dim, 1, integer=True)
+        check_range("kalman", "n_iter", n_iter, 1, integer=True)
+        check_range("kalman", "tolerance", tolerance, 0)
+        check_range("kalman", "readout_alpha", readout_alpha, 0)
         if transform not in TRANSFORMS:
             raise ModelError(f"kalman: transform must be one of {TRANSFORMS}, got {transform!r}")
-        if not (np.isfinite(readout_alpha) and readout_alpha >= 0):
-            raise ModelError(f"kalman: readout_alpha must be a finite number >= 0, got {readout_alpha!r}")
         self.latent_dim = int(latent_dim)
         self.n_iter = int(n_iter)
         self.tolerance = float(tolerance)

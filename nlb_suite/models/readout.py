@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import ModelError, Rates
+from .base import ModelError, Rates, check_range
 
 # Bytes of the per-chunk outer-product matrix built while accumulating Hessians; bounds memory
 # without making the matrix multiplications too small to be efficient.
@@ -46,12 +46,9 @@ class PoissonReadout:
     """
 
     def __init__(self, alpha: float = 1e-2, max_iter: int = 100, tol: float = 1e-8) -> None:
-        if not (np.isfinite(alpha) and alpha >= 0):
-            raise ModelError(f"PoissonReadout alpha must be a finite number >= 0, got {alpha!r}")
-        if int(max_iter) != max_iter or max_iter < 1:
-            raise ModelError(f"PoissonReadout max_iter must be an integer >= 1, got {max_iter!r}")
-        if not (np.isfinite(tol) and tol > 0):
-            raise ModelError(f"PoissonReadout tol must be a finite number > 0, got {tol!r}")
+        check_range("PoissonReadout", "alpha", alpha, 0)
+        check_range("PoissonReadout", "max_iter", max_iter, 1, integer=True)
+        check_range("PoissonReadout", "tol", tol, 0, low_inclusive=False)
         self.alpha = float(alpha)
         self.max_iter = int(max_iter)
         self.tol = float(tol)

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.ndimage import convolve1d
 
 from ..tensors import Tensors
-from .base import ModelError, Rates, register_model
+from .base import ModelError, Rates, check_range, register_model
 from .readout import PoissonReadout, split_rates
 
 
@@ -40,17 +40,17 @@ class SmoothingModel:
                  kern_sd_grid_ms: Sequence[float] = (20.0, 40.0, 60.0, 80.0, 100.0),
                  alpha_grid: Sequence[float] = (0.01, 0.1, 1.0),
                  validation_fraction: float = 0.2, seed: int = 0) -> None:
-        _require_positive("kern_sd_ms", kern_sd_ms)
-        _require_at_least_zero("alpha", alpha)
-        _require_positive("log_offset", log_offset)
+        check_range("smoothing", "kern_sd_ms", kern_sd_ms, 0, low_inclusive=False)
+        check_range("smoothing", "alpha", alpha, 0)
+        check_range("smoothing", "log_offset", log_offset, 0, low_inclusive=False)
         if not kern_sd_grid_ms or not alpha_grid:
             raise ModelError("smoothing: kern_sd_grid_ms and alpha_grid must not be empty")
         for value in kern_sd_grid_ms:
-            _require_positive("kern_sd_grid_ms entries", value)
+            check_range("smoothing", "kern_sd_grid_ms entries", value, 0, low_inclusive=False)
         for value in alpha_grid:
-            _require_at_least_zero("alpha_grid entries", value)
-        if not 0 < validation_fraction < 1:
-            raise ModelError(f"smoothing: validation_fraction must be in (0, 1), got {validation_fraction!r}")
+            check_range("smoothing", "alpha_grid entries", value, 0)
+        check_range("smoothing", "validation_fraction", validation_fraction, 0, 1,
+                    low_inclusive=False, high_inclusive=False)
         self.kern_sd_ms = float(kern_sd_ms)
         self.alpha = float(alpha)
         self.log_offset = float(log_offset)
@@ -161,12 +161,3 @@ def _poisson_log_likelihood(rates: np.ndarray, counts: np.ndarray) -> float:
 def _rows(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1, array.shape[-1])
 
-
-def _require_positive(name: str, value: float) -> None:
-    if not (np.isfinite(value) and value > 0):
-        raise ModelError(f"smoothing: {name} must be a finite number > 0, got {value!r}")
-
-
-def _require_at_least_zero(name: str, value: float) -> None:
-    if not (np.isfinite(value) and value >= 0):
-        raise ModelError(f"smoothing: {name} must be a finite number >= 0, got {value!r}")
