@@ -158,3 +158,13 @@ def test_unreadable_sources_are_refused(tmp_path) -> None:
         evaluate(tmp_path / "missing.h5", {})
     with pytest.raises(ScoringError, match="cannot read it as an HDF5 submission file"):
         evaluate({}, not_hdf5)
+
+
+def test_r2_intervals_never_pass_one() -> None:
+    from nlb_suite.scoring.bootstrap import bias_corrected_interval
+
+    samples = np.array([0.2, 0.9, 0.95, 0.99, 0.3])
+    interval = bias_corrected_interval(samples, estimate=0.98, upper=1.0)
+    assert interval.high == 1.0 and interval.low < 0.98
+    unbounded = bias_corrected_interval(samples, estimate=0.98)
+    assert unbounded.high > 1.0

@@ -46,14 +46,16 @@ class Interval:
     high: float
 
 
-def bias_corrected_interval(samples: np.ndarray, estimate: float, level: float = 0.95) -> Interval:
+def bias_corrected_interval(samples: np.ndarray, estimate: float, level: float = 0.95,
+                            upper: float = np.inf) -> Interval:
     """Central `level` interval of the finite bootstrap samples after shifting them so that
-    their mean is the point `estimate` (NaN when there are none)."""
+    their mean is the point `estimate` (NaN when there are none). The shift can carry a bound
+    past what the metric can reach, so the interval is clipped at `upper` (1 for an R2)."""
     finite = samples[np.isfinite(samples)]
     if finite.size == 0 or not np.isfinite(estimate):
         return Interval(float("nan"), float("nan"))
     tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(finite, [tail, 100 - tail]) - (finite.mean() - estimate)
+    low, high = np.minimum(np.percentile(finite, [tail, 100 - tail]) - (finite.mean() - estimate), upper)
     return Interval(float(low), float(high))
 
 
