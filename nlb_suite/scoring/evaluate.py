@@ -56,6 +56,9 @@ _SCALING_KEYS = {name: BUILTIN[name].scaling_key for name in OFFICIAL_DATASETS
 # Scores field -> nlb_tools result key.
 OFFICIAL_METRIC_KEYS = {"co_bps": "co-bps", "vel_r2": "vel R2", "psth_r2": "psth R2", "fp_bps": "fp-bps"}
 
+# The most a metric can reach (R2 is at most 1); bounds of the bootstrap intervals stop there.
+_LARGEST = {"vel_r2": 1.0, "psth_r2": 1.0, "rate_r2": 1.0}
+
 
 @contextmanager
 def _opened(source: Source, role: str) -> Iterator[tuple[Mapping[str, Any], str]]:
