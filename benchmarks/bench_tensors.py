@@ -20,6 +20,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nlb_suite.datasets import DatasetSpec
 
 REPO = Path(__file__).resolve().parents[1]
 NLB_ENV_SCRIPT = REPO.parent / "shared" / "tools" / "nlb_tools_env.sh"
@@ -57,6 +61,27 @@ def measure(command: list[str]) -> Measurement:
     return Measurement(report["seconds"], report["peak_kb"] / 1024**2, report["rc"] == 0)
 
 
+def compare(spec: "DatasetSpec", root: Path, reference: Path) -> str:
+    """Whether our tensors equal nlb_tools' (spike counts exactly, the rest within 1e-6)."""
+    import numpy as np
+
+    from nlb_suite.tensors import make_targets, make_tensors
+
+    tensors, targets = make_tensors(spec, "val", 5, root), make_targets(spec, "val", 5, root)
+    with np.load(reference) as theirs:
+        pairs = {name: (getattr(tensors, name), theirs[name]) for name in (
+            "train_spikes_heldin", "train_spikes_heldout", "train_spikes_heldin_forward",
+            "train_spikes_heldout_forward", "eval_spikes_heldin", "train_behavior")}
+        pairs.update({f"target {name}": (getattr(targets, name), theirs[f"target_{name}"]) for name in (
+            "eval_spikes_heldout", "eval_spikes_heldin_forward", "eval_spikes_heldout_forward", "eval_behavior",
+            "psth")})
+    worst = {name: float(np.nanmax(np.abs(ours.astype(float) - ref.astype(float)))) if ours.shape == ref.shape
+             and np.array_equal(np.isnan(ours), np.isnan(ref)) else float("inf") for name, (ours, ref) in pairs.items()}
+    exact = all(worst[name] == 0 for name in worst if "spikes" in name)
+    close = all(value <= 1e-6 for value in worst.values())
+    return f"{'yes' if exact and close else 'NO'}: largest difference {max(worst.values()):.2e} ({len(worst)} arrays)"
+
+
 def nlb_python() -> Path | None:
     done = subprocess.run(["bash", str(NLB_ENV_SCRIPT), str(REPO / ".venv-nlb-tools")], capture_output=True, text=True)
     return Path(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
@@ -92,10 +117,13 @@ def main() -> None:
             print(f"{size:<6} {'nlb_tools':<10} skipped: needs more than 24 GB (run with --nlb-full)")
             continue
         with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.npz"
             theirs = measure([str(reference_python), str(REFERENCE_SCRIPT), str(files.train.parent), nlb_name, "5",
-                              "val", str(Path(tmp) / "out.npz")])
-        status = "" if theirs.ok else "  FAILED (killed or crashed)"
-        print(f"{size:<6} {'nlb_tools':<10} {theirs.seconds:>8.2f} {theirs.peak_gb:>8.2f}{status}")
+                              "val", str(out)])
+            status = "" if theirs.ok else "  FAILED (killed or crashed)"
+            print(f"{size:<6} {'nlb_tools':<10} {theirs.seconds:>8.2f} {theirs.peak_gb:>8.2f}{status}")
+            if theirs.ok:
+                print(f"{size:<6} {'identical':<10} {compare(spec, args.data_dir, out)}")
         if theirs.ok and ours.ok:
             print(f"{size:<6} {'ratio':<10} {theirs.seconds / ours.seconds:>7.1f}x {ours.peak_gb / theirs.peak_gb:>7.2f}"
                   "  (speed-up; our peak memory as a fraction of theirs)")
