@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .atomic import atomic_path
 from .data.paths import DatasetFiles, require_files
 from .datasets import DatasetSpec, get_spec
 from .models.base import Model, Rates
@@ -64,14 +65,11 @@ def write_latents(path: Path, rates: Rates, history: dict[str, np.ndarray] | Non
     submission: one dataset per `Rates.latents` key, curves in the group `history`."""
     if not rates.latents and not history:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with h5py.File(partial, "w") as f:
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
         for name, values in rates.latents.items():
             f.create_dataset(name, data=np.asarray(values, dtype=np.float32), compression="gzip")
         for name, values in (history or {}).items():
             f.create_dataset(f"history/{name}", data=np.asarray(values, dtype=np.float64))
-    partial.replace(path)
     return path
 
 

@@ -10,8 +10,6 @@ here are from the literature) is marked: bold in Markdown, listed in the `best_i
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import write_text_atomic
 from .references import PUBLISHED_LABEL, PUBLISHED_RESULTS, published_results
 from .results import EXTRA_METRIC_KEYS, RunRecord
 from .scoring import OFFICIAL_METRIC_KEYS
@@ -214,18 +213,6 @@ def _csv_frame(key: TableKey, table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temp_path.open("x", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
-
-
 def write_tables(records: Sequence[RunRecord], out_dir: str | Path, all_runs: bool = False) -> list[Path]:
     """Write every leaderboard to `out_dir`: `leaderboard.md` (one section per table) and
     `leaderboard.csv` (all tables stacked, with dataset / phase / bin_ms columns)."""
@@ -246,7 +233,7 @@ def write_tables(records: Sequence[RunRecord], out_dir: str | Path, all_runs: bo
         frames.append(_csv_frame(key, table))
     markdown_path = out_dir / "leaderboard.md"
     csv_path = out_dir / "leaderboard.csv"
-    _write_atomic(markdown_path, "\n".join(sections))
+    write_text_atomic(markdown_path, "\n".join(sections))
     combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["dataset"])
-    _write_atomic(csv_path, combined.to_csv(index=False))
+    write_text_atomic(csv_path, combined.to_csv(index=False))
     return [markdown_path, csv_path]

@@ -27,12 +27,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import __version__, figures
+from .atomic import write_text_atomic
 from .figures import Colors
 from .references import PUBLISHED_LABEL
 from .report import (
     RUN_HERE_LABEL,
     TableKey,
-    _write_atomic,
     best_rows,
     format_value,
     leaderboard,
@@ -425,5 +425,5 @@ def write_html_report(records: Sequence[RunRecord], out_dir: str | Path, root: s
               file=sys.stderr) as progress:
         sections = [_section(records, key, root, progress) for key in keys]
     path = Path(out_dir) / REPORT_NAME
-    _write_atomic(path, _page(sections, len(records)))
+    write_text_atomic(path, _page(sections, len(records)))
     return path

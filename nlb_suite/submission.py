@@ -26,8 +26,6 @@ Validation policy (one list of `Problem`s, each naming group, array and trials):
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic import atomic_path
 from .datasets.spec import DatasetSpec
 from .errors import NlbSuiteError
 from .models.base import Rates
@@ -176,22 +175,14 @@ def write_submission(path: str | Path, groups: Mapping[str, Rates]) -> Path:
     path = Path(path)
     for name in groups:
         _check_group_name(path, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same folder, created by h5py itself so it gets the usual permissions.
-    temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with h5py.File(temp_path, "x") as out:
-            if path.exists():
-                with _open(path) as old:
-                    for name in old:
-                        if name not in groups:
-                            old.copy(old[name], out, name=name)
-            for name, rates in groups.items():
-                _write_rates(out.create_group(name), rates)
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
+        if path.exists():
+            with _open(path) as old:
+                for name in old:
+                    if name not in groups:
+                        old.copy(old[name], out, name=name)
+        for name, rates in groups.items():
+            _write_rates(out.create_group(name), rates)
     return path
 
 

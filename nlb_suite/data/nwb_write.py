@@ -19,8 +19,6 @@ temporary file in the target folder and moved into place, so a crash never leave
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 from pynwb.misc import Units
 
+from ..atomic import atomic_path
 from ..datasets.spec import Asset, DatasetSpec, ExpectedCounts
 from ..errors import NlbSuiteError
 
@@ -284,17 +283,11 @@ def write_nlb_nwb(path: str | Path, *, session: SessionInfo, arrays: Sequence[El
                 starting_time=float(series.starting_time), description=series.description,
                 comments=f"columns=[{','.join(series.columns)}]",
             ))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nwb", dir=path.parent)
-    os.close(handle)
-    try:
-        with NWBHDF5IO(temp_name, "w") as io:
+    # pynwb warns about file names that do not end in .nwb.
+    with atomic_path(path, suffix=".tmp.nwb") as temporary:
+        with NWBHDF5IO(temporary, "w") as io:
             io.write(nwbfile)
-        _label_electrodes_as_dynamic_table(temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+        _label_electrodes_as_dynamic_table(temporary)
     return path
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
+from ..atomic import write_text_atomic
 from ..errors import NlbSuiteError
 
 Source = Literal["dandi", "synthetic", "user"]
@@ -220,9 +221,4 @@ def spec_to_toml(spec: DatasetSpec) -> str:
 
 def write_spec_toml(spec: DatasetSpec, path: str | Path) -> Path:
     """Write `spec` as a dataset TOML file (atomically), usable as `--dataset path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(spec_to_toml(spec))
-    partial.replace(path)
-    return path
+    return write_text_atomic(path, spec_to_toml(spec))

@@ -45,8 +45,6 @@ bin k covers [5k, 5k + 5) ms):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -55,6 +53,7 @@ import h5py
 import numpy as np
 from scipy.signal import lfilter
 
+from ..atomic import atomic_path
 from ..data.nwb_write import (
     SPIKE_SAMPLE_RATE,
     BehaviorSeries,
@@ -982,24 +981,17 @@ def _check_spec(spec: DatasetSpec) -> int:
 
 
 def _write_truth(path: Path, spec: DatasetSpec, train: TruthBlock, test: TruthBlock) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        with h5py.File(temp_name, "w") as f:
-            f.attrs["dataset"] = spec.name
-            f.attrs["generator"] = str(spec.generator)
-            f.attrs["generator_args"] = json.dumps(dict(spec.generator_args), sort_keys=True)
-            f.attrs["bin_ms"] = BIN_MS
-            f.attrs["margin_ms"] = MARGIN_MS
-            for name, block in (("train", train), ("test", test)):
-                group = f.create_group(name)
-                for key, value in vars(block).items():
-                    if value is not None:
-                        group.create_dataset(key, data=value)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
+        f.attrs["dataset"] = spec.name
+        f.attrs["generator"] = str(spec.generator)
+        f.attrs["generator_args"] = json.dumps(dict(spec.generator_args), sort_keys=True)
+        f.attrs["bin_ms"] = BIN_MS
+        f.attrs["margin_ms"] = MARGIN_MS
+        for name, block in (("train", train), ("test", test)):
+            group = f.create_group(name)
+            for key, value in vars(block).items():
+                if value is not None:
+                    group.create_dataset(key, data=value)
 
 
 def generate(spec: DatasetSpec, root: str | Path | None = None, *, overwrite: bool = False) -> DatasetFiles:

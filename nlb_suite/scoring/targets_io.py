@@ -13,8 +13,6 @@ entries. Such files are what `evaluate()` reads and what the benchmark's own tar
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import NlbSuiteError
 from ..tensors import EvalTargets
 
@@ -85,21 +84,13 @@ def write_targets(path: str | Path, groups: Mapping[str, EvalTargets]) -> Path:
     path = Path(path)
     if not groups:
         raise TargetsFileError(f"{path}: no target groups to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        with h5py.File(temp_name, "w") as file:
-            for group_name, targets in groups.items():
-                group = file.create_group(group_name)
-                for name, array in targets_to_dict(targets).items():
-                    # HDF5 cannot chunk (hence compress) an empty dataset.
-                    group.create_dataset(name, data=array, dtype=_stored_dtype(array),
-                                         compression="gzip" if array.size else None)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
+        for group_name, targets in groups.items():
+            group = file.create_group(group_name)
+            for name, array in targets_to_dict(targets).items():
+                # HDF5 cannot chunk (hence compress) an empty dataset.
+                group.create_dataset(name, data=array, dtype=_stored_dtype(array),
+                                     compression="gzip" if array.size else None)
     return path
 
 
