@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import pearsonr
 
 from ..errors import NlbSuiteError
-from .r2 import explained_fraction, r2_score
+from .r2 import r2_score
 from .ridge import DEFAULT_FOLDS, fit_ridge_cv
 
 logger = logging.getLogger(__name__)
