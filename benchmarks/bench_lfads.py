@@ -67,13 +67,10 @@ class Measurement:
 
 
 def measure(config: BenchConfig, epochs: int, threads: int) -> Measurement:
-    """Train for 1 + `epochs` epochs in this process and time them."""
-    import torch
-
+    """Train for 1 + `epochs` epochs in this process, with `threads` torch threads, and time them."""
     from nlb_suite.models.lfads import LFADS
     from nlb_suite.tensors import Tensors
 
-    torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     units = config.n_heldin + config.n_heldout
     spikes = np.empty((config.n_trials, config.n_bins + config.n_forward, units), np.float32)
@@ -88,7 +85,7 @@ def measure(config: BenchConfig, epochs: int, threads: int) -> Measurement:
         eval_spikes_heldin=observed[:8, :, : config.n_heldin],
     )
     model = LFADS(**config.sizes, batch_size=config.batch_size, max_epochs=1 + epochs, log_every=0,
-                  device="cpu", dropout=0.3, cd_rate=0.3)
+                  device="cpu", dropout=0.3, cd_rate=0.3, threads=threads)
     started = time.perf_counter()
     model.fit(tensors)
     fit_seconds = time.perf_counter() - started

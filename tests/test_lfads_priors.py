@@ -9,6 +9,7 @@ import torch
 from torch.distributions import MultivariateNormal, Normal
 
 from nlb_suite.models.lfads.priors import AutoregressivePrior, GaussianPrior
+from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def test_gaussian_prior_kl_matches_monte_carlo():

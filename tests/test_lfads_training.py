@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfads_synthetic import rotation_dataset
+from lfads_testing import one_torch_thread, rotation_dataset  # noqa: F401  (autouse fixture)
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.lfads import LFADS
 from nlb_suite.models.lfads.augment import block_gradients, coordinated_dropout

@@ -44,7 +44,11 @@ class LFADS:
     decay on plateau, early stopping on the smoothed validation loss after the ramps. `fit` holds
     out `valid_fraction` of the training trials for validation; `predict` averages `n_samples`
     posterior samples. `checkpoint_dir` (empty: none) receives `last.pt` every epoch and `best.pt`;
-    `resume=True` continues from `last.pt`."""
+    `resume=True` continues from `last.pt`.
+
+    `threads` sets torch's CPU threads while fitting and predicting (0 leaves torch's setting). It
+    defaults to 1: the time loop's small matrix products gain little from a second thread, and on
+    shared cores OpenMP threads waiting on each other have made epochs 30 times slower."""
 
     def __init__(
         self, *,
@@ -59,7 +63,7 @@ class LFADS:
         max_grad_norm: float = 200.0, loss_scale: float = 1e4,
         lr_decay: float = 0.95, lr_patience: int = 6, lr_stop: float = 1e-5,
         batch_size: int = 64, max_epochs: int = 1000, patience: int = 200, valid_fraction: float = 0.1,
-        n_samples: int = 50, seed: int = 0, device: str = "auto",
+        n_samples: int = 50, seed: int = 0, device: str = "auto", threads: int = 1,
         checkpoint_dir: str = "", resume: bool = False, log_every: int = 25,
     ):
         self.ic_enc_dim, self.ci_enc_dim, self.con_dim, self.co_dim = ic_enc_dim, ci_enc_dim, con_dim, co_dim
@@ -74,7 +78,7 @@ class LFADS:
         self.lr_decay, self.lr_patience, self.lr_stop = lr_decay, lr_patience, lr_stop
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
         self.valid_fraction = valid_fraction
-        self.n_samples, self.seed, self.device = n_samples, seed, device
+        self.n_samples, self.seed, self.device, self.threads = n_samples, seed, device, threads
         self.checkpoint_dir, self.resume, self.log_every = checkpoint_dir, resume, log_every
         self._validate_hyperparameters()
 
@@ -85,7 +89,7 @@ class LFADS:
                                           "max_epochs", "patience", "n_samples")}
         at_least |= {name: 0 for name in ("ci_enc_dim", "con_dim", "co_dim", "ci_lag", "kl_start_epoch",
                                            "kl_increase_epoch", "l2_start_epoch", "l2_increase_epoch",
-                                           "lr_patience", "seed", "log_every")}
+                                           "lr_patience", "seed", "log_every", "threads")}
         for name, low in at_least.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -156,7 +160,7 @@ class LFADS:
         device = self._device()
         self.n_bins_, self.n_forward_ = n_bins, tensors.n_forward
         self.n_heldin_, self.n_heldout_ = n_heldin, tensors.n_heldout
-        with self._random_state(device, self.seed):
+        with self._session(device, self.seed):
             trials = self._training_batch(tensors, device)
             valid_index, train_index = self._split(n_trials, device)
             network = LFADSNetwork(
@@ -199,16 +203,22 @@ class LFADS:
         valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
         return torch.from_numpy(valid).to(device), torch.from_numpy(train).to(device)
 
-    @staticmethod
     @contextlib.contextmanager
-    def _random_state(device: torch.device, seed: int) -> Iterator[None]:
-        """Seed torch for this run without disturbing the caller's random state."""
+    def _session(self, device: torch.device, seed: int) -> Iterator[None]:
+        """Seed torch and set its CPU threads for this run, restoring the caller's random state
+        and thread count afterwards."""
         cuda_devices = []
         if device.type == "cuda":
             cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+        threads_before = torch.get_num_threads()
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
-            yield
+            if self.threads > 0:
+                torch.set_num_threads(self.threads)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(threads_before)
 
     # --- predict -------------------------------------------------------------------------------
 
@@ -251,7 +261,7 @@ class LFADS:
         inputs = np.empty((n_trials, steps, self.co_dim), np.float32) if self.co_dim > 0 else None
         spikes = torch.from_numpy(np.nan_to_num(heldin.astype(np.float32), nan=0.0))
         chunk = max(1, PREDICT_ROWS // samples)
-        with self._random_state(device, self.seed + 1):
+        with self._session(device, self.seed + 1):
             for start in range(0, n_trials, chunk):
                 rows = slice(start, min(start + chunk, n_trials))
                 batch = spikes[rows].to(device).repeat_interleave(samples, dim=0)

@@ -1,14 +1,27 @@
-"""Small Poisson datasets from a known latent system, for the LFADS tests and benchmark-free checks:
-per trial a 2-D rotation with a random initial phase and amplitude, read out through a random
-log-linear map to held-in and held-out units, continued over the forward bins."""
+"""Shared pieces of the LFADS tests: a single-thread fixture and small Poisson datasets from a
+known latent system (per trial a 2-D rotation with a random initial phase and amplitude, read out
+through a random log-linear map to held-in and held-out units, continued over the forward bins)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
+import torch
 
 from nlb_suite.tensors import Tensors
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from a second thread, and on shared cores OpenMP threads waiting
+    for each other make these tests many times slower. Autouse in every module importing it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @dataclass
