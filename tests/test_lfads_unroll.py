@@ -101,3 +101,13 @@ def test_unroll_only_needs_the_outputs_that_are_used():
     out = unroll(**inputs)
     out.factors.sum().backward()  # co_params and inputs get no gradient from the loss
     assert inputs["weights"].co.grad is not None and inputs["con_h0"].grad.abs().sum() > 0
+
+
+def test_unroll_without_gradients_keeps_no_history_and_gives_the_same_outputs():
+    inputs = _inputs(dropout=True)
+    with_graph = unroll(**inputs)
+    with torch.no_grad():
+        without = unroll(**inputs)
+    assert with_graph.factors.grad_fn is not None and without.factors.grad_fn is None
+    for name in ("factors", "co_params", "inputs"):
+        torch.testing.assert_close(getattr(without, name), getattr(with_graph, name), rtol=0, atol=0)

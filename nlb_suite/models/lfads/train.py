@@ -117,8 +117,8 @@ def ramp(epoch: int, start: int, increase: int) -> float:
 
 
 class Trainer:
-    """Fits an `LFADSNetwork` on training and validation `Batch`es; `run` returns the weights of
-    the best epoch after the ramps (the last weights if training ended before the ramps did)."""
+    """Fits an `LFADSNetwork`; `run` leaves it with the weights of the best epoch after the ramps
+    (the last weights if training ended before the ramps did) and returns the training state."""
 
     def __init__(self, network: LFADSNetwork, config: TrainConfig, n_heldin: int, n_bins: int,
                  run_config: dict[str, Any]):

@@ -53,53 +53,94 @@ def unroll(con_input_gates: Tensor, con_h0: Tensor, gen_h0: Tensor, noise: Tenso
     and factor_keep (S, B, F): scaled dropout masks on the generator states (the initial one
     first) and on the factors fed back to the controller, or None without dropout.
     """
-    factors, co_params, inputs = _Unroll.apply(
-        con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, weights.con_fac, weights.con_hh,
-        weights.con_hh_bias, weights.co, weights.co_bias, weights.gen_ih, weights.gen_ih_bias, weights.gen_hh,
-        weights.gen_hh_bias, weights.fac)
+    arguments = (con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, weights.con_fac, weights.con_hh,
+                 weights.con_hh_bias, weights.co, weights.co_bias, weights.gen_ih, weights.gen_ih_bias,
+                 weights.gen_hh, weights.gen_hh_bias, weights.fac)
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in arguments):
+        factors, co_params, inputs = _Unroll.apply(*arguments)
+    else:  # no backward pass to come: keep one step of history, not all of them
+        factors, co_params, inputs, _ = _forward(*arguments, keep_history=False)
     return UnrollOutput(factors, co_params, inputs)
+
+
+@dataclass
+class _History:
+    """Per-step values the backward pass needs. Without a backward pass to come, one slot (two
+    for the states) is reused at every step, so memory does not grow with the number of steps."""
+
+    con_states: Tensor  # (S + 1, B, C)
+    gen_states: Tensor  # (S + 1, B, G)
+    con_gates: Tensor  # (S, B, 3C) gate activations (reset, update, new)
+    con_hidden_new: Tensor  # (S, B, C) candidate's hidden-side pre-activation W_hn h + b_hn
+    gen_gates: Tensor  # (S, B, 3G)
+    gen_hidden_new: Tensor  # (S, B, G)
+    feedback: Tensor  # (S, B, F) factors as fed to the controller (after dropout)
+    co_std: Tensor  # (S, B, U)
+    kept: bool
+
+    @classmethod
+    def allocate(cls, like: Tensor, steps: int, batch: int, con_dim: int, gen_dim: int, fac_dim: int, co_dim: int,
+                 keep: bool) -> "_History":
+        slots = steps if keep else 1
+        new = like.new_empty
+        return cls(
+            con_states=new(slots + 1, batch, con_dim), gen_states=new(slots + 1, batch, gen_dim),
+            con_gates=new(slots, batch, 3 * con_dim), con_hidden_new=new(slots, batch, con_dim),
+            gen_gates=new(slots, batch, 3 * gen_dim), gen_hidden_new=new(slots, batch, gen_dim),
+            feedback=new(slots, batch, fac_dim), co_std=new(slots, batch, co_dim), kept=keep,
+        )
+
+    def step(self, t: int) -> int:
+        return t if self.kept else 0
+
+    def state(self, t: int) -> int:
+        return t if self.kept else t % 2
+
+
+def _forward(con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_con_fac, w_con_hh, b_con_hh, w_co,
+             b_co, w_gen_ih, b_gen_ih, w_gen_hh, b_gen_hh, w_fac, keep_history: bool):
+    steps, batch, _ = con_input_gates.shape
+    con_dim, gen_dim, co_dim, fac_dim = con_h0.shape[1], gen_h0.shape[1], noise.shape[2], w_fac.shape[0]
+    h = _History.allocate(con_input_gates, steps, batch, con_dim, gen_dim, fac_dim, co_dim, keep_history)
+    factors = con_input_gates.new_empty(steps, batch, fac_dim)
+    co_params = con_input_gates.new_empty(steps, batch, 2 * co_dim)
+    inputs = con_input_gates.new_empty(steps, batch, co_dim)
+    # The full hidden-side products W_hh h + b_hh go to scratch buffers reused at every step.
+    con_hidden, gen_hidden = con_h0.new_empty(batch, 3 * con_dim), gen_h0.new_empty(batch, 3 * gen_dim)
+    h.con_states[0], h.gen_states[0] = con_h0, gen_h0
+    w_con_fac_t, w_con_hh_t, w_co_t = w_con_fac.t(), w_con_hh.t(), w_co.t()
+    w_gen_ih_t, w_gen_hh_t, w_fac_t = w_gen_ih.t(), w_gen_hh.t(), w_fac.t()
+
+    factor = _masked(gen_h0, gen_keep, 0) @ w_fac_t
+    for t in range(steps):
+        s, now, after = h.step(t), h.state(t), h.state(t + 1)
+        if factor_keep is None:
+            h.feedback[s] = factor
+        else:
+            torch.mul(factor, factor_keep[t], out=h.feedback[s])
+        torch.addmm(con_input_gates[t], h.feedback[s], w_con_fac_t, out=h.con_gates[s])
+        torch.addmm(b_con_hh, h.con_states[now], w_con_hh_t, out=con_hidden)
+        _gru_forward(h.con_gates[s], con_hidden, h.con_states[now], h.con_states[after], h.con_hidden_new[s])
+        params = torch.addmm(b_co, h.con_states[after], w_co_t, out=co_params[t])
+        torch.exp(params[:, co_dim:].mul(0.5), out=h.co_std[s])
+        torch.addcmul(params[:, :co_dim], h.co_std[s], noise[t], out=inputs[t])
+        torch.addmm(b_gen_ih, inputs[t], w_gen_ih_t, out=h.gen_gates[s])
+        torch.addmm(b_gen_hh, h.gen_states[now], w_gen_hh_t, out=gen_hidden)
+        _gru_forward(h.gen_gates[s], gen_hidden, h.gen_states[now], h.gen_states[after], h.gen_hidden_new[s])
+        factor = torch.mm(_masked(h.gen_states[after], gen_keep, t + 1), w_fac_t, out=factors[t])
+    return factors, co_params, inputs, h
 
 
 class _Unroll(torch.autograd.Function):
     @staticmethod
     def forward(ctx, con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_con_fac, w_con_hh,
                 b_con_hh, w_co, b_co, w_gen_ih, b_gen_ih, w_gen_hh, b_gen_hh, w_fac):
-        steps, batch, _ = con_input_gates.shape
-        con_dim, gen_dim, co_dim = con_h0.shape[1], gen_h0.shape[1], noise.shape[2]
-        new = con_input_gates.new_empty
-        con_states, gen_states = new(steps + 1, batch, con_dim), new(steps + 1, batch, gen_dim)
-        # Per step the gate activations, and of the hidden-side pre-activations W_hh h + b_hh only
-        # the candidate's third (the backward pass needs no more); the full product goes to a
-        # scratch buffer reused at every step.
-        con_gates, con_hidden_new = new(steps, batch, 3 * con_dim), new(steps, batch, con_dim)
-        gen_gates, gen_hidden_new = new(steps, batch, 3 * gen_dim), new(steps, batch, gen_dim)
-        con_hidden, gen_hidden = new(batch, 3 * con_dim), new(batch, 3 * gen_dim)
-        feedback, factors = new(steps, batch, w_fac.shape[0]), new(steps, batch, w_fac.shape[0])
-        co_params, inputs, co_std = new(steps, batch, 2 * co_dim), new(steps, batch, co_dim), new(steps, batch, co_dim)
-        con_states[0], gen_states[0] = con_h0, gen_h0
-        w_con_fac_t, w_con_hh_t, w_co_t = w_con_fac.t(), w_con_hh.t(), w_co.t()
-        w_gen_ih_t, w_gen_hh_t, w_fac_t = w_gen_ih.t(), w_gen_hh.t(), w_fac.t()
-
-        factor = _masked(gen_h0, gen_keep, 0) @ w_fac_t
-        for t in range(steps):
-            if factor_keep is None:
-                feedback[t] = factor
-            else:
-                torch.mul(factor, factor_keep[t], out=feedback[t])
-            torch.addmm(con_input_gates[t], feedback[t], w_con_fac_t, out=con_gates[t])
-            torch.addmm(b_con_hh, con_states[t], w_con_hh_t, out=con_hidden)
-            _gru_forward(con_gates[t], con_hidden, con_states[t], con_states[t + 1], con_hidden_new[t])
-            params = torch.addmm(b_co, con_states[t + 1], w_co_t, out=co_params[t])
-            torch.exp(params[:, co_dim:].mul(0.5), out=co_std[t])
-            torch.addcmul(params[:, :co_dim], co_std[t], noise[t], out=inputs[t])
-            torch.addmm(b_gen_ih, inputs[t], w_gen_ih_t, out=gen_gates[t])
-            torch.addmm(b_gen_hh, gen_states[t], w_gen_hh_t, out=gen_hidden)
-            _gru_forward(gen_gates[t], gen_hidden, gen_states[t], gen_states[t + 1], gen_hidden_new[t])
-            factor = torch.mm(_masked(gen_states[t + 1], gen_keep, t + 1), w_fac_t, out=factors[t])
-
+        factors, co_params, inputs, h = _forward(
+            con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_con_fac, w_con_hh, b_con_hh, w_co,
+            b_co, w_gen_ih, b_gen_ih, w_gen_hh, b_gen_hh, w_fac, keep_history=True)
         ctx.save_for_backward(noise, gen_keep, factor_keep, w_con_fac, w_con_hh, w_co, w_gen_ih, w_gen_hh, w_fac,
-                              con_states, gen_states, con_gates, con_hidden_new, gen_gates, gen_hidden_new,
-                              feedback, inputs, co_std)
+                              h.con_states, h.gen_states, h.con_gates, h.con_hidden_new, h.gen_gates,
+                              h.gen_hidden_new, h.feedback, inputs, h.co_std)
         return factors, co_params, inputs
 
     @staticmethod
