@@ -12,7 +12,7 @@ from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.lfads import LFADS
 from nlb_suite.models.lfads.augment import block_gradients, coordinated_dropout
 from nlb_suite.models.lfads.losses import bits_per_spike
-from nlb_suite.models.lfads.train import load_checkpoint, ramp, save_checkpoint
+from nlb_suite.models.lfads.train import Batch, load_checkpoint, ramp, save_checkpoint
 
 TINY = dict(ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=2, ic_dim=8, gen_dim=16, fac_dim=4, batch_size=16,
             dropout=0.05, lr=1e-2, kl_increase_epoch=4, l2_increase_epoch=4, log_every=0, n_samples=8)
@@ -38,6 +38,22 @@ def test_coordinated_dropout_trains_held_in_units_only_through_dropped_entries()
 
     everything = coordinated_dropout(spikes, rate=0.0)
     assert everything.gradient_mask.all() and torch.equal(everything.inputs, spikes)
+
+
+def test_sample_validation_entries_never_reach_the_encoder():
+    torch.manual_seed(1)
+    target = torch.poisson(torch.full((4, 7, 5), 2.0))
+    observed = torch.ones_like(target, dtype=torch.bool)
+    trained = observed.clone()
+    held_back = torch.rand(4, 5, 3) < 0.25
+    trained[:, :5, :3] &= ~held_back
+    inputs = Batch(target, observed, trained).encoder_input(n_bins=5, n_heldin=3, sv_rate=0.25)
+    assert inputs.shape == (4, 5, 3) and (inputs[held_back] == 0).all()
+    torch.testing.assert_close(inputs[~held_back], target[:, :5, :3][~held_back] / 0.75)
+
+    data = rotation_dataset(n_train=20, n_eval=4, n_bins=10, n_forward=3, seed=3)
+    model = LFADS(**TINY, sv_rate=0.2, max_epochs=3).fit(data.tensors)
+    assert all(np.isfinite(r.valid_loss) for r in model.history_)
 
 
 def test_ramps_rise_linearly_after_their_start():

@@ -43,7 +43,6 @@ def sample_validation_mask(shape: tuple[int, ...], rate: float, generator: torch
 
 
 def hold_back(spikes: Tensor, held_back: Tensor, rate: float) -> Tensor:
-    """Encoder input with the sample-validation entries zeroed, rescaled to keep the mean count."""
-    if rate == 0.0:
-        return spikes
+    """Encoder input with the sample-validation entries (a fraction `rate` > 0) zeroed, rescaled
+    to keep the mean count."""
     return spikes.masked_fill(held_back, 0.0) / (1.0 - rate)

@@ -17,7 +17,7 @@ import torch
 
 from ...tensors import Tensors
 from ..base import ModelError, Rates, register_model
-from .augment import hold_back, sample_validation_mask
+from .augment import sample_validation_mask
 from .network import LFADSNetwork
 from .train import Batch, EpochRecord, TrainConfig, Trainer
 
@@ -140,7 +140,7 @@ class LFADS:
             max_grad_norm=float(self.max_grad_norm), loss_scale=float(self.loss_scale),
             lr_decay=float(self.lr_decay), lr_patience=self.lr_patience, lr_stop=float(self.lr_stop),
             batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
-            cd_rate=float(self.cd_rate), kl_ic_scale=float(self.kl_ic_scale), kl_co_scale=float(self.kl_co_scale),
+            cd_rate=float(self.cd_rate), sv_rate=float(self.sv_rate), kl_ic_scale=float(self.kl_ic_scale), kl_co_scale=float(self.kl_co_scale),
             l2_gen_scale=float(self.l2_gen_scale), l2_con_scale=float(self.l2_con_scale),
             kl_start_epoch=self.kl_start_epoch, kl_increase_epoch=self.kl_increase_epoch,
             l2_start_epoch=self.l2_start_epoch, l2_increase_epoch=self.l2_increase_epoch,
@@ -189,13 +189,14 @@ class LFADS:
         target[:, bins:, heldin:] = torch.from_numpy(tensors.train_spikes_heldout_forward)
         observed = ~torch.isnan(target)
         target.nan_to_num_(nan=0.0)
-        held_back = torch.zeros_like(observed)
-        inputs = (slice(None), slice(0, bins), slice(0, heldin))
+        trained = observed
         if self.sv_rate > 0:
             generator = torch.Generator().manual_seed(self.seed)
-            held_back[inputs] = sample_validation_mask((tensors.n_train, bins, heldin), self.sv_rate, generator)
-        encoder_input = hold_back(target[inputs], held_back[inputs], float(self.sv_rate)).contiguous()
-        return Batch(encoder_input.to(device), target.to(device), observed.to(device), held_back.to(device))
+            trained = observed.clone()
+            inputs = (slice(None), slice(0, bins), slice(0, heldin))
+            trained[inputs] &= ~sample_validation_mask((tensors.n_train, bins, heldin), self.sv_rate, generator)
+        observed = observed.to(device)
+        return Batch(target.to(device), observed, observed if trained is observed else trained.to(device))
 
     def _split(self, n_trials: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         order = np.random.default_rng(self.seed).permutation(n_trials)

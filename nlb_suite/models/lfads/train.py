@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..base import ModelError
-from .augment import block_gradients, coordinated_dropout
+from .augment import block_gradients, coordinated_dropout, hold_back
 from .losses import bits_per_spike, poisson_nll
 from .network import LFADSNetwork, NetworkOutput
 
@@ -37,13 +37,21 @@ VALID_SMOOTHING = 0.3
 class Batch:
     """Trials as the training loop sees them; one dataclass for a minibatch or a whole split."""
 
-    encoder_input: Tensor  # (trials, bins, held-in): counts, 0 where unobserved or held back
     target: Tensor  # (trials, bins + forward, held-in + held-out): counts, 0 where unobserved
     observed: Tensor  # bool, like target: False where the data are NaN
-    held_back: Tensor  # bool, like target: sample-validation entries (held-in, observed bins only)
+    # bool, like target: observed and not held back for sample validation (without sample
+    # validation, the `observed` tensor itself)
+    trained: Tensor
 
     def take(self, index: Tensor) -> "Batch":
-        return Batch(self.encoder_input[index], self.target[index], self.observed[index], self.held_back[index])
+        return Batch(self.target[index], self.observed[index], self.trained[index])
+
+    def encoder_input(self, n_bins: int, n_heldin: int, sv_rate: float) -> Tensor:
+        """Held-in counts over the observed bins, sample-validation entries zeroed."""
+        inputs = (slice(None), slice(0, n_bins), slice(0, n_heldin))
+        if sv_rate == 0.0:
+            return self.target[inputs]
+        return hold_back(self.target[inputs], ~self.trained[inputs], sv_rate)
 
 
 @dataclass
@@ -62,6 +70,7 @@ class TrainConfig:
     max_epochs: int
     patience: int
     cd_rate: float
+    sv_rate: float
     kl_ic_scale: float
     kl_co_scale: float
     l2_gen_scale: float
@@ -194,11 +203,10 @@ class Trainer:
 
     def _train_step(self, batch: Batch, kl_ramp: float, l2_ramp: float) -> tuple[float, float]:
         cfg, net = self.config, self.network
-        dropout = coordinated_dropout(batch.encoder_input, cfg.cd_rate)
+        dropout = coordinated_dropout(batch.encoder_input(self.n_bins, self.n_heldin, cfg.sv_rate), cfg.cd_rate)
         out = net(dropout.inputs, batch.target.shape[1], sample=True)
         nll = block_gradients(poisson_nll(out.log_rates, batch.target), dropout.gradient_mask)
-        trained = batch.observed & ~batch.held_back
-        recon = (nll * trained).sum() / trained.sum().clamp(min=1)
+        recon = (nll * batch.trained).sum() / batch.trained.sum().clamp(min=1)
         kl_ic, kl_co = self._kl_terms(out)
         l2 = net.recurrent_l2(cfg.l2_gen_scale, cfg.l2_con_scale)
         objective = recon + l2_ramp * l2 + kl_ramp * (kl_ic + kl_co)
@@ -222,14 +230,14 @@ class Trainer:
         counts only entries the encoder never saw (held-out units, forward bins, held-back
         samples): on the held-in inputs a model that copies its input would look best."""
         self.network.eval()
+        encoder_input = valid.encoder_input(self.n_bins, self.n_heldin, self.config.sv_rate)
         log_rates = torch.cat([
-            self.network(encoder_input, valid.target.shape[1], sample=False).log_rates
-            for encoder_input in valid.encoder_input.split(self.config.batch_size)
+            self.network(chunk, valid.target.shape[1], sample=False).log_rates
+            for chunk in encoder_input.split(self.config.batch_size)
         ])
-        unseen = valid.held_back.clone()
-        unseen[:, self.n_bins:, :] = True
-        unseen[:, :, self.n_heldin:] = True
-        scored = unseen & valid.observed
+        scored = valid.observed.clone()
+        inputs = (slice(None), slice(0, self.n_bins), slice(0, self.n_heldin))
+        scored[inputs] &= ~valid.trained[inputs]
         nll = (poisson_nll(log_rates, valid.target) * scored).sum() / scored.sum().clamp(min=1)
         heldout = (slice(None), slice(0, self.n_bins), slice(self.n_heldin, None))
         co_bps = bits_per_spike(log_rates[heldout], valid.target[heldout], valid.observed[heldout])
