@@ -8,10 +8,8 @@ held-in entries carry gradient), the KL terms per trial, each already multiplied
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,9 +19,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ...atomic import atomic_path
 from ..base import ModelError
 from .augment import block_gradients, coordinated_dropout, hold_back
-from .losses import bits_per_spike, poisson_nll
+from ...scoring.metrics import bits_per_spike
+from .losses import poisson_nll
 from .network import LFADSNetwork, NetworkOutput
 
 CHECKPOINT_FORMAT = 1
@@ -240,7 +240,8 @@ class Trainer:
         scored[inputs] &= ~valid.trained[inputs]
         nll = (poisson_nll(log_rates, valid.target) * scored).sum() / scored.sum().clamp(min=1)
         heldout = (slice(None), slice(0, self.n_bins), slice(self.n_heldin, None))
-        co_bps = bits_per_spike(log_rates[heldout], valid.target[heldout], valid.observed[heldout])
+        spikes = valid.target[heldout].masked_fill(~valid.observed[heldout], float("nan"))
+        co_bps = bits_per_spike(torch.exp(log_rates[heldout]).cpu().numpy(), spikes.cpu().numpy())
         return float(nll), co_bps
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -297,17 +298,10 @@ class Trainer:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save of plain tensors and containers, written to a temporary file in the same
-    folder and moved into place, so an interrupted write never leaves a broken checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """torch.save of plain tensors and containers, written atomically: an interrupted write
+    never leaves a broken checkpoint."""
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
