@@ -70,8 +70,8 @@ def test_posterior_and_likelihood_match_dense_gaussian_conditioning():
 
 
 def test_posterior_covariance_blocks_for_the_m_step_match_dense_conditioning():
-    """Both ways of factorising (split by time parity, or whole) give the covariance blocks that
-    the M-step uses."""
+    """Both ways of factorising (split by time parity, or whole) give the covariance blocks and
+    moments that the M-step uses."""
     rng = np.random.default_rng(1)
     parameters = _random_parameters(rng)
     sequences = _sequences_with_gaps(rng, parameters)
@@ -80,12 +80,60 @@ def test_posterior_covariance_blocks_for_the_m_step_match_dense_conditioning():
     posteriors, _ = gpfa._posterior(parameters, groups, with_covariance=True)
     n_latents, n_bins = parameters.latent_dim, sequences.shape[1]
     for group, posterior in zip(groups, posteriors):
-        _, covariance, _ = _dense_posterior(parameters, sequences[group.members[0]])
-        blocks = covariance.reshape(n_latents, n_bins, n_latents, n_bins)
-        latent_blocks = np.stack([blocks[i, :, i, :] for i in range(n_latents)])
-        unit_blocks = np.einsum("tn,itjt->nij", group.observed, blocks)
-        np.testing.assert_allclose(posterior.latent_covariance, latent_blocks, atol=1e-12)
-        np.testing.assert_allclose(posterior.unit_covariance, unit_blocks, atol=1e-12)
+        bin_blocks, moments = 0.0, 0.0
+        for member in group.members:
+            mean, covariance, _ = _dense_posterior(parameters, sequences[member])
+            blocks = covariance.reshape(n_latents, n_bins, n_latents, n_bins)
+            bin_blocks = np.einsum("itjt->tij", blocks)
+            mean = mean.reshape(n_latents, n_bins)
+            moments = moments + np.stack([blocks[i, :, i, :] + np.outer(mean[i], mean[i])
+                                          for i in range(n_latents)])
+        if group.time_invariant:  # the M-step needs only the sum over bins
+            bin_blocks = bin_blocks.sum(axis=0, keepdims=True)
+        np.testing.assert_allclose(posterior.bin_covariance, bin_blocks, atol=1e-12)
+        np.testing.assert_allclose(posterior.latent_moments, gpfa._time_parity(n_bins).split(moments),
+                                   atol=1e-11)
+
+
+def test_observation_update_is_each_units_regression_on_its_observed_bins():
+    """C, d and R from the M-step equal a per-unit least-squares fit on expected moments, with
+    units missing in different places (several Gram matrices)."""
+    rng = np.random.default_rng(7)
+    parameters = _random_parameters(rng)
+    sequences = _sequences_with_gaps(rng, parameters)
+    groups = gpfa._group_by_pattern(sequences)
+    posteriors, _ = gpfa._posterior(parameters, groups, with_covariance=True)
+    statistics = gpfa._UnitStatistics.of(sequences, groups, min_var_frac=0.0)
+    assert len(statistics.representatives) > 1
+    loading, offset, variance = gpfa._update_observation_model(groups, posteriors, statistics)
+    n_latents, n_bins = parameters.latent_dim, sequences.shape[1]
+    for unit in range(sequences.shape[2]):
+        gram, cross, squares, count = np.zeros((n_latents + 1, n_latents + 1)), 0.0, 0.0, 0
+        for sequence in sequences:
+            mean, covariance, _ = _dense_posterior(parameters, sequence)
+            mean = mean.reshape(n_latents, n_bins)
+            blocks = covariance.reshape(n_latents, n_bins, n_latents, n_bins)
+            for t in np.flatnonzero(~np.isnan(sequence[:, unit])):
+                augmented = np.append(mean[:, t], 1.0)
+                gram += np.outer(augmented, augmented)
+                gram[:n_latents, :n_latents] += blocks[:, t, :, t]
+                cross = cross + sequence[t, unit] * augmented
+                squares, count = squares + sequence[t, unit] ** 2, count + 1
+        coefficients = np.linalg.solve(gram, cross)
+        np.testing.assert_allclose(loading[unit], coefficients[:n_latents], rtol=1e-9, atol=1e-12)
+        assert offset[unit] == pytest.approx(coefficients[n_latents], rel=1e-9, abs=1e-12)
+        assert variance[unit] == pytest.approx((squares - coefficients @ cross) / count, rel=1e-9)
+
+
+@pytest.mark.parametrize("size", [5, 257, 600])
+def test_lower_triangular_inverse_by_halves(size):
+    """Sizes below and above the recursion threshold, odd and even halves."""
+    rng = np.random.default_rng(size)
+    matrix = rng.normal(size=(size, size))
+    factor = np.linalg.cholesky(matrix @ matrix.T + size * np.eye(size))
+    inverse = gpfa._lower_triangular_inverse(np.asfortranarray(factor))
+    np.testing.assert_allclose(inverse, np.linalg.inv(factor), rtol=0, atol=1e-13)
+    assert not np.triu(inverse, 1).any()
 
 
 def test_forward_extrapolation_is_the_posterior_mean_of_unobserved_future_bins():
@@ -100,15 +148,24 @@ def test_forward_extrapolation_is_the_posterior_mean_of_unobserved_future_bins()
                                joint[:, -n_forward:], atol=1e-10)
 
 
-def test_timescale_derivatives_match_finite_differences():
+def test_timescale_objective_matches_dense_algebra_and_finite_differences():
+    """The objective, computed in the two time-parity halves (odd and even lengths), equals
+    (n log|K| + tr(K^-1 A)) / 2 on the whole matrices; its derivatives match finite differences."""
     rng = np.random.default_rng(3)
-    draws = rng.normal(size=(3, 9, 40))
-    second_moment = draws @ draws.transpose(0, 2, 1)
-    log_gamma, step = np.log([0.02, 0.3, 2.0]), 1e-5
-    at, above, below = (gpfa._timescale_terms(log_gamma + shift, 1e-3, second_moment, 40)
-                        for shift in (0, step, -step))
-    np.testing.assert_allclose(at.slope, (above.value - below.value) / (2 * step), rtol=1e-6)
-    np.testing.assert_allclose(at.curvature, (above.slope - below.slope) / (2 * step), rtol=1e-6)
+    for n_bins in (9, 10):
+        draws = rng.normal(size=(3, n_bins, 40))
+        second_moment = draws @ draws.transpose(0, 2, 1)
+        objective = gpfa._TimescaleObjective(n_bins, 40, 1e-3)
+        log_gamma, step = np.log([0.02, 0.3, 2.0]), 1e-4
+        halves = gpfa._time_parity(n_bins).split(second_moment)
+        at, above, below = (objective.kernel_terms(log_gamma + shift).terms(halves)
+                            for shift in (0, step, -step))
+        covariance = gpfa.gp_covariances(np.exp(log_gamma), 1e-3, n_bins)
+        dense = 0.5 * (40 * np.linalg.slogdet(covariance)[1]
+                       + np.trace(np.linalg.solve(covariance, second_moment), axis1=1, axis2=2))
+        np.testing.assert_allclose(at.value, dense, rtol=1e-11)
+        np.testing.assert_allclose(at.slope, (above.value - below.value) / (2 * step), rtol=1e-6)
+        np.testing.assert_allclose(at.curvature, (above.slope - below.slope) / (2 * step), rtol=1e-6)
 
 
 def test_em_never_lowers_the_likelihood_with_missing_data():
