@@ -18,7 +18,7 @@ import numpy as np
 from .atomic import atomic_path
 from .data.paths import DatasetFiles, require_files
 from .datasets import DatasetSpec, get_spec
-from .models.base import Model, Rates
+from .models.base import Model, ModelError, Rates, hyperparameter_names, model_class, model_names
 from .models.config import configured_model, load_hyperparameters
 from .results import RunRecord, append_record
 from .scoring import Scores, score
@@ -26,6 +26,9 @@ from .submission import write_submission
 from .tensors import Phase, Tensors, make_targets, make_tensors, make_true_rates
 
 DEFAULT_SUBMISSIONS = Path("submissions")
+# Models that checkpoint their training (a `checkpoint_dir` hyperparameter) do so here, one folder
+# per run name, unless the hyperparameters name another folder.
+DEFAULT_CHECKPOINTS = Path("runs/checkpoints")
 
 
 def ensure_dataset(spec: DatasetSpec, root: str | Path | None = None, fetch: bool = True) -> DatasetFiles:
@@ -88,13 +91,45 @@ def latents_path(submission: Path) -> Path:
     return submission.with_name(submission.stem + "_latents.h5")
 
 
+def _with_checkpoints(model: str, dataset: str, bin_ms: int,
+                      overrides: list[str] | dict[str, Any] | None, resume: bool,
+                      default_dir: Path) -> list[str] | dict[str, Any] | None:
+    """`overrides` plus a checkpoint folder (where the model takes one and none is set) and
+    resume=true when asked; resuming a model that cannot is an error."""
+    if "checkpoint_dir" not in hyperparameter_names(model_class(model)):
+        if resume:
+            raise ModelError(f"--resume: model {model!r} does not checkpoint its training; "
+                             f"models that do: {', '.join(_checkpointing_models())}")
+        return overrides
+    extra: dict[str, Any] = {}
+    if not load_hyperparameters(model, dataset, bin_ms, overrides)["checkpoint_dir"]:
+        extra["checkpoint_dir"] = str(default_dir)
+    if resume:
+        extra["resume"] = True
+    if isinstance(overrides, dict):
+        return {**overrides, **extra}
+    return [*(overrides or []), *(f"{key}={value}" for key, value in extra.items())]
+
+
+def _checkpointing_models() -> list[str]:
+    return [name for name in model_names()
+            if "checkpoint_dir" in hyperparameter_names(model_class(name))]
+
+
 def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
              overrides: list[str] | dict[str, Any] | None = None, root: str | Path | None = None,
              fetch: bool = True, submissions_dir: Path = DEFAULT_SUBMISSIONS, results: str | Path | None = None,
-             n_boot: int = 1000, record: bool = True) -> EvalRun:
-    """Fit `model` on `dataset` and, in the val phase, score it and append a results record."""
+             n_boot: int = 1000, record: bool = True, resume: bool = False,
+             checkpoints_dir: Path = DEFAULT_CHECKPOINTS) -> EvalRun:
+    """Fit `model` on `dataset` and, in the val phase, score it and append a results record.
+
+    A model that checkpoints its training does so under `checkpoints_dir` (unless its
+    hyperparameters name a folder); `resume` continues an interrupted run from there."""
     spec = get_spec(dataset)
     spec.check_bin(bin_ms)
+    overrides = _with_checkpoints(
+        model, spec.name, bin_ms, overrides, resume,
+        checkpoints_dir / submission_path(Path(), spec, phase, bin_ms, model).stem)
     hyperparameters = load_hyperparameters(model, spec.name, bin_ms, overrides)
     estimator: Model = configured_model(model, spec.name, bin_ms, overrides)
     ensure_dataset(spec, root, fetch)

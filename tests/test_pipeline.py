@@ -84,6 +84,23 @@ def test_bad_input_fails_before_any_work(synthetic_root: Path, tmp_path: Path) -
     assert not list(tmp_path.glob("*.h5"))
 
 
+def test_lfads_checkpoints_by_default_and_resume_reaches_them(synthetic_root: Path, tmp_path: Path) -> None:
+    tiny = dict(ic_enc_dim=8, ci_enc_dim=4, con_dim=4, co_dim=1, ic_dim=4, gen_dim=8, fac_dim=3,
+                batch_size=32, max_epochs=1, log_every=0, n_samples=2)
+    run = run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=tiny, root=synthetic_root,
+                   submissions_dir=tmp_path, checkpoints_dir=tmp_path / "checkpoints", n_boot=10)
+    folder = tmp_path / "checkpoints" / "synth_maze_small_val_20ms_lfads"
+    assert run.hyperparameters["checkpoint_dir"] == str(folder)
+    assert (folder / "last.pt").exists()
+    (folder / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="last.pt: not a readable LFADS checkpoint"):
+        run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=tiny, root=synthetic_root,
+                 submissions_dir=tmp_path, checkpoints_dir=tmp_path / "checkpoints", resume=True)
+    with pytest.raises(ModelError, match="'gpfa' does not checkpoint its training; models that do: lfads"):
+        run_eval("synth_maze_small", "gpfa", bin_ms=20, root=synthetic_root, submissions_dir=tmp_path,
+                 resume=True)
+
+
 def test_cli_reports_errors_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--model", "mean_rate", "--dataset", "nope"]) == 2
     err = capsys.readouterr().err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..datasets import DEFAULT_DATASET
 from ..models.base import model_names
-from ..pipeline import DEFAULT_SUBMISSIONS, run_eval
+from ..pipeline import DEFAULT_CHECKPOINTS, DEFAULT_SUBMISSIONS, run_eval
 
 NAME = "eval"
 HELP = "fit a model, write its submission, score it (val phase) and append the results record"
@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default=None, help="results store (default: $NLB_SUITE_RESULTS or results/results.jsonl)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     parser.add_argument("--no-fetch", action="store_true", help="never download; fail if DANDI files are missing")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted training run from its last checkpoint "
+                             f"(in {DEFAULT_CHECKPOINTS}/<run name>/ unless checkpoint_dir is set)")
 
 
 def _fmt(value: float | None) -> str:
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_eval(
         args.dataset, args.model, phase=args.phase, bin_ms=args.bin_ms, overrides=args.overrides,
         root=args.data_dir, fetch=not args.no_fetch, submissions_dir=args.submissions, results=args.results,
-        n_boot=args.n_boot,
+        n_boot=args.n_boot, resume=args.resume,
     )
     print(f"submission: {result.submission}")
     if result.latents is not None:
