@@ -15,7 +15,7 @@ the same work). Timings on a shared machine vary by 10% or more between runs, so
 initialisation and the Poisson readouts, which elephant does not have) is timed once as well.
 
     .venv/bin/python benchmarks/bench_gpfa.py [--iters 500] [--elephant-iters 40] [--threads 1]
-                                              [--repeats 3]
+                                              [--repeats 5]
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--elephant-iters", type=int, default=40, help="elephant's EM iterations")
     parser.add_argument("--latents", type=int, default=18)
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads for both methods")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=5,
                         help="timed runs of each EM, alternating; the fastest counts")
     args = parser.parse_args(argv)
 
