@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nlb_suite.tensors import Tensors
+from simulated_tensors import split_trials
 
 
 @pytest.fixture(autouse=True)
@@ -43,15 +44,5 @@ def rotation_dataset(n_train: int = 48, n_eval: int = 16, n_bins: int = 20, n_fo
     loading = rng.normal(0, 1.0, (2, n_units))
     rates = np.exp(np.log(0.3) + latents @ loading).astype(np.float32)
     spikes = rng.poisson(rates).astype(np.float32)
-    train, evaluation = slice(0, n_train), slice(n_train, None)
-    observed, forward = slice(0, n_bins), slice(n_bins, None)
-    heldin, heldout = slice(0, n_heldin), slice(n_heldin, None)
-    tensors = Tensors(
-        dataset="rotation", phase="val", bin_ms=5,
-        train_spikes_heldin=spikes[train, observed, heldin],
-        train_spikes_heldout=spikes[train, observed, heldout],
-        train_spikes_heldin_forward=spikes[train, forward, heldin],
-        train_spikes_heldout_forward=spikes[train, forward, heldout],
-        eval_spikes_heldin=spikes[evaluation, observed, heldin],
-    )
-    return SyntheticTrials(tensors, rates[train], rates[evaluation], spikes[evaluation])
+    tensors = split_trials(spikes, n_train, n_bins, n_heldin, dataset="rotation", bin_ms=5)
+    return SyntheticTrials(tensors, rates[:n_train], rates[n_train:], spikes[n_train:])

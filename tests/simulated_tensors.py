@@ -19,6 +19,25 @@ class SimulatedDataset:
     true_eval_rates: np.ndarray  # (eval trials, bins, held-in + held-out units)
 
 
+def split_trials(spikes: np.ndarray, n_train: int, n_bins: int, n_heldin: int, dataset: str,
+                 bin_ms: int, **extra: np.ndarray) -> Tensors:
+    """The model inputs of whole trials `spikes` (trials, window + forward bins, units): the first
+    `n_train` trials train, the first `n_bins` bins are the window, the first `n_heldin` units
+    are held in. `extra` are further `Tensors` fields (behaviour, masks)."""
+    train, evaluation = slice(0, n_train), slice(n_train, None)
+    window, forward = slice(0, n_bins), slice(n_bins, None)
+    heldin, heldout = slice(0, n_heldin), slice(n_heldin, None)
+    return Tensors(
+        dataset=dataset, phase="val", bin_ms=bin_ms,
+        train_spikes_heldin=spikes[train, window, heldin],
+        train_spikes_heldout=spikes[train, window, heldout],
+        train_spikes_heldin_forward=spikes[train, forward, heldin],
+        train_spikes_heldout_forward=spikes[train, forward, heldout],
+        eval_spikes_heldin=spikes[evaluation, window, heldin],
+        **extra,
+    )
+
+
 def simulate(n_train: int = 60, n_eval: int = 20, n_bins: int = 30, n_forward: int = 8,
              n_heldin: int = 25, n_heldout: int = 8, seed: int = 0) -> SimulatedDataset:
     rng = np.random.default_rng(seed)
@@ -45,15 +64,8 @@ def simulate(n_train: int = 60, n_eval: int = 20, n_bins: int = 30, n_forward: i
     train, evaluation = slice(0, n_train), slice(n_train, n_trials)
     window, forward = slice(0, n_bins), slice(n_bins, n_total)
     heldin, heldout = slice(0, n_heldin), slice(n_heldin, n_units)
-    tensors = Tensors(
-        dataset="simulated", phase="val", bin_ms=20,
-        train_spikes_heldin=spikes[train, window, heldin],
-        train_spikes_heldout=spikes[train, window, heldout],
-        train_spikes_heldin_forward=spikes[train, forward, heldin],
-        train_spikes_heldout_forward=spikes[train, forward, heldout],
-        eval_spikes_heldin=spikes[evaluation, window, heldin],
-        train_behavior=velocity[train].astype(np.float32),
-    )
+    tensors = split_trials(spikes, n_train, n_bins, n_heldin, dataset="simulated", bin_ms=20,
+                           train_behavior=velocity[train].astype(np.float32))
     targets = EvalTargets(
         dataset="simulated", bin_ms=20,
         eval_spikes_heldout=spikes[evaluation, window, heldout],

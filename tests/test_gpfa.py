@@ -77,7 +77,8 @@ def test_posterior_covariance_blocks_for_the_m_step_match_dense_conditioning():
     sequences = _sequences_with_gaps(rng, parameters)
     groups = gpfa._group_by_pattern(sequences)
     assert {group.time_invariant for group in groups} == {True, False}
-    posteriors, _ = gpfa._posterior(parameters, groups, with_covariance=True)
+    prior = gpfa._GpPrior.of(parameters, sequences.shape[1])
+    posteriors, _ = gpfa._posterior(parameters, groups, prior, with_covariance=True)
     n_latents, n_bins = parameters.latent_dim, sequences.shape[1]
     for group, posterior in zip(groups, posteriors):
         bin_blocks, moments = 0.0, 0.0
@@ -102,7 +103,8 @@ def test_observation_update_is_each_units_regression_on_its_observed_bins():
     parameters = _random_parameters(rng)
     sequences = _sequences_with_gaps(rng, parameters)
     groups = gpfa._group_by_pattern(sequences)
-    posteriors, _ = gpfa._posterior(parameters, groups, with_covariance=True)
+    prior = gpfa._GpPrior.of(parameters, sequences.shape[1])
+    posteriors, _ = gpfa._posterior(parameters, groups, prior, with_covariance=True)
     statistics = gpfa._UnitStatistics.of(sequences, groups, min_var_frac=0.0)
     assert len(statistics.representatives) > 1
     loading, offset, variance = gpfa._update_observation_model(groups, posteriors, statistics)

@@ -366,10 +366,8 @@ def _group_posterior(parameters: GpfaParameters, prior: _GpPrior, group: _Patter
     return _GroupPosterior(means, bin_covariance, latent_moments), log_likelihood
 
 
-def _posterior(parameters: GpfaParameters, groups: list[_PatternGroup], with_covariance: bool,
-               prior: _GpPrior | None = None) -> tuple[list[_GroupPosterior], float]:
-    if prior is None:
-        prior = _GpPrior.of(parameters, groups[0].observed.shape[0])
+def _posterior(parameters: GpfaParameters, groups: list[_PatternGroup], prior: _GpPrior,
+               with_covariance: bool) -> tuple[list[_GroupPosterior], float]:
     results = [_group_posterior(parameters, prior, group, with_covariance) for group in groups]
     return [posterior for posterior, _ in results], float(sum(ll for _, ll in results))
 
@@ -378,7 +376,8 @@ def posterior_means(parameters: GpfaParameters, sequences: np.ndarray) -> tuple[
     """Latent posterior means (trials, bins, latents) of `sequences` (trials, bins, units; NaN =
     unobserved) and their data log-likelihood."""
     groups = _group_by_pattern(sequences)
-    posteriors, log_likelihood = _posterior(parameters, groups, with_covariance=False)
+    posteriors, log_likelihood = _posterior(
+        parameters, groups, _GpPrior.of(parameters, sequences.shape[1]), with_covariance=False)
     means = np.empty((len(sequences), sequences.shape[1], parameters.latent_dim))
     for group, posterior in zip(groups, posteriors):
         in_time = (group.coordinates.T @ posterior.means.reshape(len(group.coordinates), -1))
@@ -590,7 +589,8 @@ def fit_gpfa(sequences: np.ndarray, initial: GpfaParameters, n_iter: int, tolera
     kernel = timescale_objective.kernel_terms(np.log(initial.gamma))
 
     parameters = initial
-    posteriors, log_likelihood = _posterior(parameters, groups, with_covariance=True)
+    posteriors, log_likelihood = _posterior(parameters, groups, _GpPrior.from_kernel(kernel),
+                                            with_covariance=True)
     log_likelihoods = [log_likelihood]
     for _ in range(n_iter):
         # (The observation model is updated last so that the data are still in cache for the
@@ -600,8 +600,8 @@ def fit_gpfa(sequences: np.ndarray, initial: GpfaParameters, n_iter: int, tolera
             groups, posteriors, statistics)
         parameters = GpfaParameters(loading, offset, private_variance, np.exp(kernel.log_gamma),
                                     parameters.gp_noise_variance)
-        posteriors, log_likelihood = _posterior(parameters, groups, with_covariance=True,
-                                                prior=_GpPrior.from_kernel(kernel))
+        posteriors, log_likelihood = _posterior(parameters, groups, _GpPrior.from_kernel(kernel),
+                                                with_covariance=True)
         log_likelihoods.append(log_likelihood)
         gain = log_likelihoods[-1] - log_likelihoods[-2]
         if gain < tolerance * (log_likelihoods[-2] - log_likelihoods[0]):
