@@ -31,10 +31,10 @@ from elephant.gpfa import gpfa_core
 from sklearn.decomposition import FactorAnalysis
 from threadpoolctl import threadpool_limits
 
+from nlb_suite.core.arrays import Tensors
 from nlb_suite.models.gpfa import Gpfa, factor_analysis_init, fit_gpfa, gp_covariances
 from nlb_suite.models.readout import PoissonReadout
 from nlb_suite.scoring.metrics import bits_per_spike
-from nlb_suite.tensors import Tensors
 
 BIN_MS = 20
 TIMESCALE_MS = 100.0

@@ -68,8 +68,8 @@ class Measurement:
 
 def measure(config: BenchConfig, epochs: int, threads: int) -> Measurement:
     """Train for 1 + `epochs` epochs in this process, with `threads` torch threads, and time them."""
+    from nlb_suite.core.arrays import Tensors
     from nlb_suite.models.lfads import LFADS
-    from nlb_suite.tensors import Tensors
 
     rng = np.random.default_rng(0)
     units = config.n_heldin + config.n_heldout

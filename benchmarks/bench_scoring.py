@@ -32,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nlb_suite.tensors import EvalTargets
+from nlb_suite.core.arrays import EvalTargets
 
 REPO = Path(__file__).resolve().parents[1]
 NLB_TOOLS_REF = REPO / ".venv" / "nlb_tools_ref"
@@ -122,11 +122,11 @@ print(json.dumps({{"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_before
 _BOOTSTRAP_CHILD = _PEAK_RSS + """
 import json, time
 import h5py
-from nlb_suite.models.base import Rates
+from nlb_suite.core.arrays import RATE_ARRAYS, Rates
 from nlb_suite.scoring import read_targets, score, targets_from_dict
 targets = targets_from_dict(read_targets({targets!r})["mc_maze"], "mc_maze", 5)
 with h5py.File({submission!r}, "r") as file:
-    rates = Rates(**{{name: file["mc_maze"][name][()] for name in Rates.ARRAYS}})
+    rates = Rates(**{{name: file["mc_maze"][name][()] for name in RATE_ARRAYS}})
 start = time.perf_counter()
 scores = score(rates, targets, n_boot=1000, seed=0)
 print(json.dumps({{"seconds": time.perf_counter() - start,

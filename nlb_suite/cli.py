@@ -9,7 +9,7 @@ import sys
 from types import ModuleType
 
 from . import __version__, commands
-from .errors import NlbSuiteError
+from .core.errors import NlbSuiteError
 
 
 def _command_modules() -> list[ModuleType]:

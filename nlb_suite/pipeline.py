@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
-from .atomic import atomic_path
+from .core.arrays import Phase, Tensors
 from .data.paths import DatasetFiles, require_files
 from .datasets import DatasetSpec, get_spec
-from .models.base import Model, ModelError, Rates, hyperparameter_names, model_class, model_names
+from .models.base import Model, ModelError, hyperparameter_names, model_class, model_names
 from .models.config import configured_model, load_hyperparameters
-from .results import RunRecord, append_record
+from .outputs.artifacts import latents_path, write_artifacts
+from .outputs.results import RunRecord, append_record
+from .outputs.submission import write_submission
 from .scoring import Scores, score
-from .submission import write_submission
-from .tensors import Phase, Tensors, make_targets, make_tensors, make_true_rates
+from .tensors import make_targets, make_tensors, make_true_rates
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 # Models that checkpoint their training (a `checkpoint_dir` hyperparameter) do so here, one folder
@@ -63,19 +63,6 @@ def submission_path(out_dir: Path, spec: DatasetSpec, phase: Phase, bin_ms: int,
     return out_dir / f"{spec.name}_{phase}_{bin_ms}ms_{model}.h5"
 
 
-def write_latents(path: Path, rates: Rates, history: dict[str, np.ndarray] | None = None) -> Path | None:
-    """A model's latent trajectories (factors, inferred inputs, ...) and training curves beside its
-    submission: one dataset per `Rates.latents` key, curves in the group `history`."""
-    if not rates.latents and not history:
-        return None
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
-        for name, values in rates.latents.items():
-            f.create_dataset(name, data=np.asarray(values, dtype=np.float32), compression="gzip")
-        for name, values in (history or {}).items():
-            f.create_dataset(f"history/{name}", data=np.asarray(values, dtype=np.float64))
-    return path
-
-
 def training_history(model: Model) -> dict[str, np.ndarray] | None:
     """Per-epoch curves of an iteratively trained model, if it keeps them: `history_`, a list of
     dataclass rows (one per epoch: epoch, train_loss, valid_loss, valid_co_bps, ...)."""
@@ -84,11 +71,6 @@ def training_history(model: Model) -> dict[str, np.ndarray] | None:
         return None
     names = [f.name for f in dataclasses.fields(rows[0])]
     return {name: np.array([getattr(row, name) for row in rows], dtype=np.float64) for name in names}
-
-
-def latents_path(submission: Path) -> Path:
-    """Where a run's latents and training curves go: beside its submission."""
-    return submission.with_name(submission.stem + "_latents.h5")
 
 
 def _with_checkpoints(model: str, dataset: str, bin_ms: int,
@@ -141,11 +123,11 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     started = time.perf_counter()
     rates = estimator.predict(tensors)
     predict_seconds = time.perf_counter() - started
-    rates.check_shapes(tensors)
+    rates.check_shapes(tensors.sizes)
 
     path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
     write_submission(path, {spec.result_name(bin_ms): rates})
-    latents = write_latents(latents_path(path), rates, training_history(estimator))
+    latents = write_artifacts(latents_path(path), rates.latents, training_history(estimator))
 
     scores = None
     if phase == "val" or spec.source == "synthetic":

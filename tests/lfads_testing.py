@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-
-from nlb_suite.tensors import Tensors
 from simulated_tensors import split_trials
+
+from nlb_suite.core.arrays import Tensors
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlb_suite.models.base import Rates
-from nlb_suite.tensors import EvalTargets, TrueRates
+from nlb_suite.core.arrays import EvalTargets, Rates, TrueRates
 
 
 @dataclass(frozen=True)
@@ -101,8 +100,9 @@ def make_case(rng: np.random.Generator, shape: CaseShape, dataset: str = "case",
         eval_rates_heldout_forward=predicted[evals, forward, heldout],
     )
     true_rates = TrueRates(
-        train_heldin=true[train, window, heldin], train_heldout=true[train, window, heldout],
-        eval_heldin=true[evals, window, heldin], eval_heldout=true[evals, window, heldout],
-        eval_heldin_forward=true[evals, forward, heldin], eval_heldout_forward=true[evals, forward, heldout],
+        train_rates_heldin=true[train, window, heldin], train_rates_heldout=true[train, window, heldout],
+        eval_rates_heldin=true[evals, window, heldin], eval_rates_heldout=true[evals, window, heldout],
+        eval_rates_heldin_forward=true[evals, forward, heldin],
+        eval_rates_heldout_forward=true[evals, forward, heldout],
     )
     return Case(targets=targets, rates=rates, true_rates=true_rates)

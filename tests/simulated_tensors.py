@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlb_suite.tensors import EvalTargets, Tensors
+from nlb_suite.core.arrays import EvalTargets, Tensors
 
 
 @dataclass

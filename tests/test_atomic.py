@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nlb_suite.atomic import atomic_path, write_text_atomic
+from nlb_suite.core.atomic import atomic_path, write_text_atomic
 
 
 def test_file_appears_with_default_permissions(tmp_path: Path) -> None:

@@ -4,14 +4,18 @@ import dataclasses
 
 import numpy as np
 import pytest
+from simulated_tensors import simulate
 
-from nlb_suite.decoding import KalmanVelocityDecoder, kalman_decoder_r2
+from nlb_suite.core.arrays import RATE_ARRAYS
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.kalman import (
-    LinearGaussianSSM, fit_lds_em, kalman_filter, kalman_smoother,
+    LinearGaussianSSM,
+    fit_lds_em,
+    kalman_filter,
+    kalman_smoother,
 )
+from nlb_suite.report.decoding import KalmanVelocityDecoder, kalman_decoder_r2
 from nlb_suite.scoring.metrics import bits_per_spike
-from simulated_tensors import simulate
 
 pykalman = pytest.importorskip("pykalman")
 
@@ -197,7 +201,7 @@ def kalman_rates(dataset):
 
 def test_model_rates_shapes_latents_and_monotone_em(dataset, kalman_rates):
     model, rates = kalman_rates
-    rates.check_shapes(dataset.tensors)
+    rates.check_shapes(dataset.tensors.sizes)
     assert all(np.isfinite(a).all() and (a >= 0).all() for a in rates.arrays().values())
     assert rates.latents["eval_latents"].shape == (dataset.tensors.n_eval, dataset.tensors.n_bins, 4)
     assert np.all(np.diff(model.log_likelihoods_) >= -1e-8 * np.abs(model.log_likelihoods_[1:]))
@@ -214,7 +218,7 @@ def test_model_beats_the_mean_rate_null_and_smoothing(dataset, kalman_rates):
 def test_model_is_deterministic(dataset, kalman_rates):
     _, rates = kalman_rates
     again = make_model("kalman", latent_dim=4, n_iter=30).fit(dataset.tensors).predict(dataset.tensors)
-    for name in rates.ARRAYS:
+    for name in RATE_ARRAYS:
         np.testing.assert_array_equal(getattr(rates, name), getattr(again, name))
 
 

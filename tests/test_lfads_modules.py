@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from nlb_suite.models.lfads.modules import CELL_CLIP, BidirectionalEncoder, Decoder
 from nlb_suite.models.lfads.network import LFADSNetwork
-from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def clipped_gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, clip: float | None = CELL_CLIP):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import torch
+from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 from torch.distributions import MultivariateNormal, Normal
 
 from nlb_suite.models.lfads.priors import AutoregressivePrior, GaussianPrior
-from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def test_gaussian_prior_kl_matches_monte_carlo():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from lfads_testing import one_torch_thread, rotation_dataset  # noqa: F401  (autouse fixture)
+
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.lfads import LFADS
 from nlb_suite.models.lfads.augment import block_gradients, coordinated_dropout
@@ -105,7 +105,7 @@ def test_tiny_model_beats_the_mean_rate_null_on_held_out_units():
     data = rotation_dataset(seed=0)
     model = make_model("lfads", **TINY, max_epochs=25, patience=10)
     rates = model.fit(data.tensors).predict(data.tensors)
-    rates.check_shapes(data.tensors)
+    rates.check_shapes(data.tensors.sizes)
     assert set(rates.latents) >= {"train_factors", "eval_factors", "eval_inputs"}
     assert rates.latents["eval_factors"].shape == (16, 20, 4) and rates.latents["eval_inputs"].shape == (16, 20, 2)
     assert all(np.isfinite(a).all() and (a >= 0).all() for a in rates.arrays().values())

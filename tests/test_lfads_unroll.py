@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from nlb_suite.models.lfads.unroll import UnrollWeights, unroll
-from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 
 STEPS, BATCH, CON, GEN, FAC, CO = 5, 3, 4, 6, 3, 2
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pynwb import NWBHDF5IO
 
+from nlb_suite.core.spec import ExpectedCounts
 from nlb_suite.data import nwb_write
 from nlb_suite.data.nwb import read_recording
 from nlb_suite.data.nwb_write import (
@@ -23,11 +24,10 @@ from nlb_suite.data.nwb_write import (
     TrialsTable,
     UnitsTable,
     write_nlb_nwb,
-    write_trial_arrays,
 )
 from nlb_suite.datasets import get_spec
-from nlb_suite.datasets.spec import ExpectedCounts
 from nlb_suite.datasets.synthetic import generate
+from nlb_suite.datasets.trial_arrays import write_trial_arrays
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL_TEST_FILE = SHARED / "data/dandi/000140/sub-Jenkins/sub-Jenkins_ses-small_desc-test_ecephys.nwb"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from nlb_suite.cli import main
+from nlb_suite.core.arrays import Rates, Tensors
 from nlb_suite.datasets import SpecError
-from nlb_suite.models.base import ModelError, Rates, register_model
-from nlb_suite.tensors import Tensors
+from nlb_suite.models.base import ModelError, register_model
+from nlb_suite.outputs.results import read_records
+from nlb_suite.outputs.submission import read_submission
 from nlb_suite.pipeline import run_eval
-from nlb_suite.results import read_records
-from nlb_suite.submission import read_submission
 
 
 @register_model("mean_rate")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from threadpoolctl import threadpool_limits
 
+from nlb_suite.outputs.results import RunRecord, read_records
 from nlb_suite.pipeline import run_eval
-from nlb_suite.report_html import write_html_report
-from nlb_suite.results import RunRecord, read_records
+from nlb_suite.report.html import write_html_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -18,11 +18,13 @@ from threadpoolctl import threadpool_limits
 
 from nlb_suite.cli import main
 from nlb_suite.datasets import get_spec
-from nlb_suite.models.base import Rates
-from nlb_suite.pipeline import latents_path, run_eval, write_latents
-from nlb_suite.references import PUBLISHED_LABEL, published_results
-from nlb_suite.report import TableKey, format_value
-from nlb_suite.report_data import (
+from nlb_suite.outputs.artifacts import latents_path, write_artifacts
+from nlb_suite.outputs.results import RunRecord, read_records
+from nlb_suite.pipeline import run_eval
+from nlb_suite.report.html import REPORT_NAME, write_html_report
+from nlb_suite.report.published import PUBLISHED_LABEL, published_results
+from nlb_suite.report.tables import TableKey, format_value
+from nlb_suite.report.views import (
     View,
     gather_view,
     inputs_around_bump,
@@ -31,8 +33,6 @@ from nlb_suite.report_data import (
     training_histories,
     velocity_comparison,
 )
-from nlb_suite.report_html import REPORT_NAME, write_html_report
-from nlb_suite.results import RunRecord, read_records
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +178,7 @@ def test_single_trials_and_psths_show_the_scored_arrays(view: View) -> None:
     unit_ids = [int(name.split()[-1]) for name in trials.unit_names]
     columns = [int(np.flatnonzero(view.tensors.heldout_ids == unit)[0]) for unit in unit_ids]
     assert np.array_equal(trials.spikes, view.targets.eval_spikes_heldout[:3][:, :, columns], equal_nan=True)
-    assert np.array_equal(trials.true_rates, view.true_rates.eval_heldout[:3][:, :, columns])
+    assert np.array_equal(trials.true_rates, view.true_rates.eval_rates_heldout[:3][:, :, columns])
 
     psths = psth_comparison(view)
     run = view.runs[0]
@@ -221,8 +221,7 @@ def test_training_curves_are_read_from_the_latents_file(run_set: RunSet, tmp_pat
     epochs = np.arange(5.0)
     history = {"epoch": epochs, "train_loss": 1 / (1 + epochs), "valid_loss": 1.2 / (1 + epochs),
                "valid_co_bps": 0.05 * epochs}
-    arrays = {name: np.zeros((1, 1, 1)) for name in Rates.ARRAYS}
-    write_latents(latents_path(submission), Rates(**arrays), history)
+    write_artifacts(latents_path(submission), {}, history)
     trained = replace(record, submission=str(submission))
     # A data directory without the dataset: the runs' files are read all the same.
     histories = training_histories(gather_view([trained], KEY, tmp_path / "no-data"))

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from nlb_suite.cli import main
-from nlb_suite.references import PUBLISHED_LABEL, PUBLISHED_RESULTS, published_results
-from nlb_suite.report import (
+from nlb_suite.outputs.results import RunRecord, append_record
+from nlb_suite.report.published import PUBLISHED_LABEL, PUBLISHED_RESULTS, published_results
+from nlb_suite.report.tables import (
     RUN_HERE_LABEL,
     best_rows,
     format_value,
@@ -20,7 +21,6 @@ from nlb_suite.report import (
     table_keys,
     write_tables,
 )
-from nlb_suite.results import RunRecord, append_record
 
 
 def record(model: str, co_bps: float, timestamp: str, dataset: str = "synth_maze", vel_r2: float = 0.5,

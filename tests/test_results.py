@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlb_suite.results import (
+from nlb_suite.outputs.results import (
     ENV_VAR,
     CorruptRecordWarning,
     ResultsStoreError,

@@ -12,10 +12,8 @@ import pytest
 from scoring_cases import CaseShape, make_case
 
 from nlb_suite.scoring import Scores, ScoringError, evaluate, score, targets_to_dict
-from nlb_suite.scoring.bootstrap import (psth_r2_samples, rate_r2_samples, trial_resamples,
-                                         velocity_r2_samples)
-from nlb_suite.scoring.metrics import (bits_per_spike, decode_velocity, poisson_stats, psth_conditions, psth_r2,
-                                       rate_r2)
+from nlb_suite.scoring.bootstrap import psth_r2_samples, rate_r2_samples, trial_resamples, velocity_r2_samples
+from nlb_suite.scoring.metrics import bits_per_spike, decode_velocity, poisson_stats, psth_conditions, psth_r2, rate_r2
 from nlb_suite.scoring.r2 import r2_score
 
 
@@ -43,7 +41,7 @@ def test_resampled_values_equal_brute_force_recomputation() -> None:
     case = make_case(np.random.default_rng(3), CaseShape(n_masks=2, nan_spikes=True, nan_behavior=True))
     targets, rates = case.targets, case.rates
     eval_rates = np.concatenate([rates.eval_rates_heldin, rates.eval_rates_heldout], axis=-1)
-    true_eval = np.concatenate([case.true_rates.eval_heldin, case.true_rates.eval_heldout], axis=-1)
+    true_eval = np.concatenate([case.true_rates.eval_rates_heldin, case.true_rates.eval_rates_heldout], axis=-1)
     train_rates = np.concatenate([rates.train_rates_heldin, rates.train_rates_heldout], axis=-1)
     counts = trial_resamples(len(eval_rates), 5, np.random.default_rng(0))
     decoders = decode_velocity(train_rates, targets.train_behavior, eval_rates, targets.eval_behavior,
@@ -75,7 +73,7 @@ def test_resampled_values_equal_brute_force_recomputation() -> None:
 def test_true_rates_give_rate_r2_one_and_the_ceiling() -> None:
     case = make_case(np.random.default_rng(4), CaseShape())
     truth = case.true_rates
-    perfect = replace(case.rates, eval_rates_heldin=truth.eval_heldin, eval_rates_heldout=truth.eval_heldout)
+    perfect = replace(case.rates, eval_rates_heldin=truth.eval_rates_heldin, eval_rates_heldout=truth.eval_rates_heldout)
     scores = score(perfect, case.targets, true_rates=truth, n_boot=50)
     assert scores.rate_r2 == 1.0
     assert scores.co_bps == scores.co_bps_ceiling

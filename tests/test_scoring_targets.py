@@ -11,9 +11,16 @@ import pytest
 from scoring_cases import CaseShape, make_case
 
 from nlb_suite.cli import main
-from nlb_suite.scoring import (TargetsFileError, evaluate, read_targets, targets_from_dict, targets_io,
-                               targets_to_dict, write_targets)
-from nlb_suite.tensors import EvalTargets
+from nlb_suite.core.arrays import EvalTargets
+from nlb_suite.scoring import (
+    TargetsFileError,
+    evaluate,
+    read_targets,
+    targets_from_dict,
+    targets_io,
+    targets_to_dict,
+    write_targets,
+)
 
 
 def test_layout_is_nlb_tools_save_to_h5(tmp_path: Path) -> None:

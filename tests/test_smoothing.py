@@ -5,11 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 from scipy.signal import windows
+from simulated_tensors import simulate
 
+from nlb_suite.core.arrays import RATE_ARRAYS
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.smoothing import smooth_spikes
 from nlb_suite.scoring.metrics import bits_per_spike
-from simulated_tensors import simulate
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def dataset():
 
 def test_rates_have_the_submission_shapes_and_are_positive(dataset):
     rates = make_model("smoothing", kern_sd_ms=40.0).fit(dataset.tensors).predict(dataset.tensors)
-    rates.check_shapes(dataset.tensors)
+    rates.check_shapes(dataset.tensors.sizes)
     for name, array in rates.arrays().items():
         assert array.dtype == np.float32, name
         assert np.all(np.isfinite(array)) and np.all(array > 0), name
@@ -36,7 +37,7 @@ def test_beats_the_mean_rate_null_on_held_out_units(dataset):
 def test_same_inputs_give_identical_rates(dataset):
     first = make_model("smoothing").fit(dataset.tensors).predict(dataset.tensors)
     second = make_model("smoothing").fit(dataset.tensors).predict(dataset.tensors)
-    for name in first.ARRAYS:
+    for name in RATE_ARRAYS:
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
 
 

@@ -12,10 +12,9 @@ import pytest
 
 from nlb_suite.cli import main
 from nlb_suite.commands import score as score_command
+from nlb_suite.core.arrays import RATE_ARRAYS, EvalTargets, Rates
 from nlb_suite.datasets import BUILTIN, Asset, DatasetSpec, ExpectedCounts
-from nlb_suite.models.base import Rates
-from nlb_suite.scoring import evaluate, write_targets
-from nlb_suite.submission import (
+from nlb_suite.outputs.submission import (
     ExpectedShapes,
     SubmissionError,
     expected_for_dataset,
@@ -25,7 +24,7 @@ from nlb_suite.submission import (
     validate_submission,
     write_submission,
 )
-from nlb_suite.tensors import EvalTargets
+from nlb_suite.scoring import evaluate, write_targets
 
 # A toy dataset: 100 ms window -> 20 bins at 5 ms, 5 at 20 ms; forward 200 ms -> 40 / 10 bins.
 TOY = DatasetSpec(
@@ -82,7 +81,7 @@ def test_round_trip_stores_float32_and_the_same_values(tmp_path: Path) -> None:
     path = write_submission(tmp_path / "submissions" / "toy.h5", {"toy": rates})
     back = read_submission(path)
     assert list(back) == ["toy"]
-    assert sorted(back["toy"]) == sorted(Rates.ARRAYS)
+    assert sorted(back["toy"]) == sorted(RATE_ARRAYS)
     for name, values in rates.arrays().items():
         assert back["toy"][name].dtype == np.float32
         np.testing.assert_array_equal(back["toy"][name], values.astype(np.float32))

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from nlb_suite.cli import main
+from nlb_suite.core.spec import DatasetSpec, ExpectedCounts
 from nlb_suite.data.nwb import Recording, read_recording
-from nlb_suite.data.paths import DatasetFiles
+from nlb_suite.data.paths import DatasetFiles, truth_path
 from nlb_suite.datasets import get_spec
-from nlb_suite.datasets.spec import DatasetSpec, ExpectedCounts
-from nlb_suite.datasets.synthetic import SyntheticDataError, ensure_generated, generate, truth_path
+from nlb_suite.datasets.synthetic import SyntheticDataError, ensure_generated, generate
 
 MAZE_COLUMNS = ["trial_id", "start_time", "stop_time", "trial_type", "trial_version", "maze_id", "success",
                 "target_on_time", "go_cue_time", "move_onset_time", "rt", "delay", "num_targets", "target_pos",

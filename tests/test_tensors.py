@@ -125,21 +125,21 @@ def test_files_are_found_in_the_data_directory(synthetic_root: Path) -> None:
 def test_synthetic_truth_agrees_with_the_files(synthetic_root: Path) -> None:
     """The truth file's test spikes are the test file's spikes where the file holds them, and
     the true rates average to the observed counts."""
-    import h5py
-
-    from nlb_suite.datasets.synthetic import truth_path
+    from nlb_suite.data.paths import truth_path
     from nlb_suite.tensors import make_true_rates
     from nlb_suite.tensors.build import _phase_trials, _truth_windows
 
     spec = get_spec("synth_maze_small")
     tensors = make_tensors(spec, "test", 20, synthetic_root)
     chosen = _phase_trials(spec, "test", dataset_files(spec, synthetic_root))
-    with h5py.File(truth_path(spec, synthetic_root), "r") as f:
-        spikes = _truth_windows(f["test"], "spikes_all", "unit_ids_all", chosen.eval_rec, chosen.eval, spec, 20)
-    assert np.array_equal(spikes.units("main", tensors.heldin_ids), tensors.eval_spikes_heldin)
+    path = truth_path(spec, synthetic_root)
+    assert path is not None
+    spikes = _truth_windows(path, "test", "spikes_all", chosen.eval_rec, chosen.eval, spec, 20, tensors.heldin_ids)
+    assert np.array_equal(spikes["main"], tensors.eval_spikes_heldin)
     truth = make_true_rates(spec, tensors, synthetic_root)
+    assert truth is not None
     observed = np.nanmean(tensors.train_spikes_heldin)
-    assert abs(truth.train_heldin.mean() - observed) < 0.02 * observed
+    assert abs(truth.train_rates_heldin.mean() - observed) < 0.02 * observed
     targets = make_targets(spec, "test", 20, synthetic_root)
     assert targets.eval_spikes_heldout.shape == (100, 35, spec.expected.heldout_units)
     assert targets.psth is None and targets.eval_behavior is None

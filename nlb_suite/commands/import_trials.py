@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.nwb_write import write_trial_arrays
-from ..datasets.spec import SpecError, write_spec_toml
+from ..core.spec import SpecError
+from ..datasets.toml_spec import write_spec_toml
+from ..datasets.trial_arrays import write_trial_arrays
 
 NAME = "import-trials"
 HELP = "turn trial arrays (.mat struct array or .npz) into NLB-layout NWB files and a dataset TOML"

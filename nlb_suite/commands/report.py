@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..report import write_tables
-from ..results import ENV_VAR, read_records, results_path
+from ..outputs.results import ENV_VAR, read_records, results_path
+from ..report.tables import write_tables
 
 NAME = "report"
 HELP = ("write leaderboard tables (Markdown and CSV) from the results store, with published reference rows; "
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_tables(records, args.out, all_runs=args.all_runs)
     if args.html:
         # Imported here: matplotlib is only needed for the HTML report, not by every CLI start.
-        from ..report_html import write_html_report
+        from ..report.html import write_html_report
 
         paths.append(write_html_report(records, args.out, root=args.data_dir))
     for path in paths:

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.paths import MissingDataError, data_dir
-from ..scoring import TargetsFileError, evaluate, read_targets
-from ..submission import (
+from ..outputs.submission import (
     Problem,
     SubmissionArrays,
     SubmissionError,
@@ -26,6 +25,7 @@ from ..submission import (
     read_submission,
     validate_submission,
 )
+from ..scoring import TargetsFileError, evaluate, read_targets
 
 NAME = "score"
 HELP = "score a submission file against eval targets (--targets FILE, or --phase test for the public test split)"

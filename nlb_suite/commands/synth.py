@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 import time
 
+from ..data.paths import truth_path
 from ..datasets import BUILTIN, get_spec
-from ..datasets.synthetic import SyntheticDataError, generate, truth_path
+from ..datasets.synthetic import SyntheticDataError, generate
 
 NAME = "synth"
 HELP = "generate a synthetic dataset (NWB train and test files plus true rates) into the data directory"

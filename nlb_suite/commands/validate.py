@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..datasets import BUILTIN, get_spec
-from ..submission import (
-    ExpectedShapes, Problem, SubmissionError, expected_for_dataset, read_submission, validate_submission,
+from ..outputs.submission import (
+    ExpectedShapes,
+    Problem,
+    SubmissionError,
+    expected_for_dataset,
+    read_submission,
+    validate_submission,
 )
 
 NAME = "validate"

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Literal
 
 from tqdm import tqdm
 
-from ..datasets.spec import Asset, DatasetSpec, Role
-from ..errors import NlbSuiteError
+from ..core.errors import NlbSuiteError
+from ..core.spec import Asset, DatasetSpec, Role
 from .paths import DatasetFiles, MissingDataError, asset_path, dataset_files
 
 if TYPE_CHECKING:

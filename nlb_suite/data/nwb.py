@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ..errors import NlbSuiteError
+from ..core.errors import NlbSuiteError
 from .paths import MissingDataError
 
 

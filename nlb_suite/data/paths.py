@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..datasets.spec import Asset, DatasetSpec
-from ..errors import NlbSuiteError
+from ..core.errors import NlbSuiteError
+from ..core.spec import Asset, DatasetSpec
+from .truth import TRUTH_FILE
 
 ENV_VAR = "NLB_SUITE_DATA"
 
@@ -41,6 +42,13 @@ class DatasetFiles:
 
 def dataset_files(spec: DatasetSpec, root: str | Path | None = None) -> DatasetFiles:
     return DatasetFiles(asset_path(spec, spec.train, root), asset_path(spec, spec.test, root))
+
+
+def truth_path(spec: DatasetSpec, root: str | Path | None = None) -> Path | None:
+    """Where a synthetic dataset's truth file lives (None for a dataset that has no truth)."""
+    if spec.source != "synthetic" or spec.folder is None:
+        return None
+    return data_dir(root) / spec.folder / TRUTH_FILE
 
 
 def require_files(spec: DatasetSpec, root: str | Path | None = None) -> DatasetFiles:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .spec import Asset, DatasetSpec, ExpectedCounts, SpecError, load_spec_toml
+from ..core.spec import Asset, DatasetSpec, ExpectedCounts, SpecError
+from .toml_spec import load_spec_toml
 
 _MAZE_WINDOW = dict(align_field="move_onset_time", window_ms=(-250, 450))
 _MAZE_PSTH = ("trial_type", "trial_version")

@@ -9,52 +9,10 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
 
-import numpy as np
-
-from ..errors import NlbSuiteError
-from ..tensors import Tensors
-
-
-@dataclass
-class Rates:
-    """A model's predictions in spikes/bin, shaped like the spikes they predict:
-    (trials, bins, units). These six arrays are what a submission file holds."""
-
-    train_rates_heldin: np.ndarray
-    train_rates_heldout: np.ndarray
-    eval_rates_heldin: np.ndarray
-    eval_rates_heldout: np.ndarray
-    eval_rates_heldin_forward: np.ndarray
-    eval_rates_heldout_forward: np.ndarray
-    # Optional per-trial latent variables for plots and decoding, e.g. "eval_factors",
-    # "eval_inputs" (LFADS), "eval_latents" (GPFA, Kalman): (trials, bins, dims).
-    latents: dict[str, np.ndarray] = field(default_factory=dict)
-
-    ARRAYS: ClassVar[tuple[str, ...]] = (
-        "train_rates_heldin", "train_rates_heldout", "eval_rates_heldin",
-        "eval_rates_heldout", "eval_rates_heldin_forward", "eval_rates_heldout_forward",
-    )
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in self.ARRAYS}
-
-    def check_shapes(self, tensors: Tensors) -> None:
-        """Raise ValueError naming the first array whose shape does not fit `tensors`."""
-        expected = {
-            "train_rates_heldin": (tensors.n_train, tensors.n_bins, tensors.n_heldin),
-            "train_rates_heldout": (tensors.n_train, tensors.n_bins, tensors.n_heldout),
-            "eval_rates_heldin": (tensors.n_eval, tensors.n_bins, tensors.n_heldin),
-            "eval_rates_heldout": (tensors.n_eval, tensors.n_bins, tensors.n_heldout),
-            "eval_rates_heldin_forward": (tensors.n_eval, tensors.n_forward, tensors.n_heldin),
-            "eval_rates_heldout_forward": (tensors.n_eval, tensors.n_forward, tensors.n_heldout),
-        }
-        for name, shape in expected.items():
-            got = getattr(self, name).shape
-            if got != shape:
-                raise ValueError(f"{name}: shape {got}, expected {shape}")
+from ..core.arrays import Rates, Tensors
+from ..core.errors import NlbSuiteError
 
 
 @runtime_checkable

@@ -34,9 +34,9 @@ import numpy as np
 import scipy.linalg
 from sklearn.decomposition import FactorAnalysis
 
-from ..tensors import Tensors
-from .base import ModelError, Rates, check_range, register_model
-from .readout import PoissonReadout, split_rates
+from ..core.arrays import Rates, Tensors
+from .base import ModelError, check_range, register_model
+from .readout import PoissonReadout
 
 
 @dataclass(frozen=True)
@@ -720,7 +720,7 @@ class Gpfa:
         else:
             forward_rates = _rates(self.forward_readout_, extrapolate_latents(
                 self.parameters_, eval_latents, tensors.n_forward))
-        return split_rates(
+        return Rates.from_all_units(
             _rates(self.readout_, train_latents), _rates(self.readout_, eval_latents), forward_rates,
             n_heldin=tensors.n_heldin,
             latents={"train_latents": train_latents.astype(np.float32),

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..tensors import Tensors
-from .base import ModelError, Rates, check_range, register_model
-from .readout import PoissonReadout, split_rates
+from ..core.arrays import Rates, Tensors
+from .base import ModelError, check_range, register_model
+from .readout import PoissonReadout
 
 _LOG_2PI = np.log(2 * np.pi)
 # R is floored at this fraction of the mean observation variance: a unit that never fires would
@@ -244,7 +244,7 @@ class KalmanModel:
         for j in range(tensors.n_forward):
             state = state @ self.ssm_.transition.T
             forward_latents[:, j] = state
-        return split_rates(
+        return Rates.from_all_units(
             train=self._rates(train_latents), evaluation=self._rates(eval_latents),
             forward=self._rates(forward_latents), n_heldin=tensors.n_heldin,
             latents={"train_latents": train_latents.astype(np.float32),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import ModelError, Rates, check_range
+from .base import ModelError, check_range
 
 # Bytes of the per-chunk outer-product matrix built while accumulating Hessians; bounds memory
 # without making the matrix multiplications too small to be efficient.
@@ -205,18 +205,3 @@ def _check_fit_arrays(features: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
         raise ModelError("PoissonReadout.fit: every row has a NaN feature")
     design = np.hstack([features[usable], np.ones((int(usable.sum()), 1))])
     return design, counts[usable]
-
-
-def split_rates(train: np.ndarray, evaluation: np.ndarray, forward: np.ndarray, n_heldin: int,
-                latents: dict[str, np.ndarray] | None = None) -> Rates:
-    """`Rates` (float32) from readout predictions over all units, held-in units first:
-    `train` and `evaluation` are (trials, bins, units), `forward` is (eval trials, forward bins, units)."""
-    def part(array: np.ndarray, heldin: bool) -> np.ndarray:
-        return (array[..., :n_heldin] if heldin else array[..., n_heldin:]).astype(np.float32)
-
-    return Rates(
-        train_rates_heldin=part(train, True), train_rates_heldout=part(train, False),
-        eval_rates_heldin=part(evaluation, True), eval_rates_heldout=part(evaluation, False),
-        eval_rates_heldin_forward=part(forward, True), eval_rates_heldout_forward=part(forward, False),
-        latents=dict(latents or {}),
-    )

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import convolve1d
 
-from ..tensors import Tensors
-from .base import ModelError, Rates, check_range, register_model
-from .readout import PoissonReadout, split_rates
+from ..core.arrays import Rates, Tensors
+from .base import ModelError, check_range, register_model
+from .readout import PoissonReadout
 
 
 @register_model("smoothing")
@@ -84,7 +84,7 @@ class SmoothingModel:
             raise ModelError("smoothing: predict called before fit")
         train_features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
         eval_features = self._features(tensors.eval_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
-        return split_rates(
+        return Rates.from_all_units(
             train=self.readout_.predict(_rows(train_features)).reshape(*train_features.shape[:2], -1),
             evaluation=self.readout_.predict(_rows(eval_features)).reshape(*eval_features.shape[:2], -1),
             forward=np.broadcast_to(self.forward_rates_, (tensors.n_eval, tensors.n_forward,

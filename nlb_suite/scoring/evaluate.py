@@ -34,13 +34,27 @@ from typing import Any, ClassVar
 import h5py
 import numpy as np
 
+from ..core.arrays import EvalTargets, Rates, TrueRates
 from ..datasets import BUILTIN
-from ..models.base import Rates
-from ..tensors import EvalTargets, TrueRates
-from .bootstrap import (Interval, bias_corrected_interval, psth_r2_samples, rate_r2_samples, trial_resamples,
-                        velocity_r2_samples)
-from .metrics import (ScoringError, bits_per_spike, decode_velocity, poisson_stats, psth_conditions, psth_r2,
-                      rate_r2, speed_tp_correlation, velocity_r2)
+from .bootstrap import (
+    Interval,
+    bias_corrected_interval,
+    psth_r2_samples,
+    rate_r2_samples,
+    trial_resamples,
+    velocity_r2_samples,
+)
+from .metrics import (
+    ScoringError,
+    bits_per_spike,
+    decode_velocity,
+    poisson_stats,
+    psth_conditions,
+    psth_r2,
+    rate_r2,
+    speed_tp_correlation,
+    velocity_r2,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -291,10 +305,10 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
 
     rate_value = ceiling = None
     if true_rates is not None:
-        true_eval = _join_units(true_rates.eval_heldin, true_rates.eval_heldout)
+        true_eval = _join_units(true_rates.eval_rates_heldin, true_rates.eval_rates_heldout)
         rate_value = rate_r2(eval_rates, true_eval)
         samples["rate_r2"] = rate_r2_samples(eval_rates, true_eval, counts)
-        ceiling_stats = poisson_stats(true_rates.eval_heldout, targets.eval_spikes_heldout)
+        ceiling_stats = poisson_stats(true_rates.eval_rates_heldout, targets.eval_spikes_heldout)
         ceiling = float(ceiling_stats.bits_per_spike())
         samples["co_bps_ceiling"] = ceiling_stats.bits_per_spike(counts)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import pearsonr
 
-from ..errors import NlbSuiteError
+from ..core.errors import NlbSuiteError
 from .r2 import r2_score
 from .ridge import DEFAULT_FOLDS, fit_ridge_cv
 

@@ -20,9 +20,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import NlbSuiteError
-from ..tensors import EvalTargets
+from ..core.arrays import EvalTargets
+from ..core.atomic import atomic_path
+from ..core.errors import NlbSuiteError
 
 REQUIRED_ARRAYS = ("eval_spikes_heldout", "eval_spikes_heldin_forward", "eval_spikes_heldout_forward")
 OPTIONAL_ARRAYS = ("train_behavior", "eval_behavior", "train_decode_mask", "eval_decode_mask", "psth",

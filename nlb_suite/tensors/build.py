@@ -11,22 +11,18 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from ..core.arrays import EvalTargets, Phase, Tensors, TrueRates, check_phase
+from ..core.errors import NlbSuiteError
+from ..core.spec import DatasetSpec
 from ..data.nwb import NWBFormatError, Recording, read_recording
-from ..data.paths import DatasetFiles, require_files
-from ..datasets.spec import DatasetSpec, SpecError
-from ..datasets.synthetic import truth_path
-from ..errors import NlbSuiteError
+from ..data.paths import DatasetFiles, require_files, truth_path
+from ..data.truth import Part, Values, read_windows
 from .behavior import decimated_behavior
 from .grid import Windows, gather_windows, ordered_units, seconds_to_ns, spike_tensors, window_start_bins
 from .psth import condition_psth
-from .types import EvalTargets, Phase, Tensors, TrueRates
-
-# The truth file of a synthetic dataset holds its values per 5 ms bin of the file's clock.
-TRUTH_BIN_MS = 5
 
 
 class TensorError(NlbSuiteError):
@@ -58,8 +54,7 @@ class _PhaseTrials:
 
 
 def _check(spec: DatasetSpec, phase: str, bin_ms: int) -> None:
-    if phase not in ("val", "test"):
-        raise SpecError(f"phase must be 'val' or 'test', not {phase!r}")
+    check_phase(phase)
     spec.check_bin(bin_ms)
 
 
@@ -179,10 +174,17 @@ def make_targets(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path 
 
 
 def _truth_file(spec: DatasetSpec, root: str | Path | None) -> Path | None:
-    if spec.source != "synthetic":
-        return None
     path = truth_path(spec, root)
-    return path if path.is_file() else None
+    return path if path is not None and path.is_file() else None
+
+
+def _truth_windows(path: Path, part: Part, values: Values, rec: Recording, trials: pd.DataFrame,
+                   spec: DatasetSpec, bin_ms: int, unit_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The truth's values cut to the trials' main and forward windows at `bin_ms`."""
+    rows = rec.trials.index.get_indexer(trials.index)
+    align = _align_ns(rec, trials, spec.align_field)
+    return {name: read_windows(path, part, values, rows, window.starts, window.n_bins, bin_ms, unit_ids)
+            for name, window in _windows(spec, align, bin_ms, forward=True).items()}
 
 
 def make_true_rates(spec: DatasetSpec, tensors: Tensors, root: str | Path | None = None) -> TrueRates | None:
@@ -191,20 +193,14 @@ def make_true_rates(spec: DatasetSpec, tensors: Tensors, root: str | Path | None
     if path is None:
         return None
     chosen = _phase_trials(spec, tensors.phase, require_files(spec, root))
-    with h5py.File(path, "r") as f:
-        train = _truth_windows(f["train"], "rates", "unit_ids", chosen.train_rec, chosen.train, spec, tensors.bin_ms)
-        if tensors.phase == "val":
-            evaluation = _truth_windows(f["train"], "rates", "unit_ids", chosen.eval_rec, chosen.eval, spec, tensors.bin_ms)
-        else:
-            evaluation = _truth_windows(f["test"], "rates_all", "unit_ids_all", chosen.eval_rec, chosen.eval, spec,
-                                        tensors.bin_ms)
-    return TrueRates(
-        train_heldin=train.units("main", tensors.heldin_ids), train_heldout=train.units("main", tensors.heldout_ids),
-        eval_heldin=evaluation.units("main", tensors.heldin_ids),
-        eval_heldout=evaluation.units("main", tensors.heldout_ids),
-        eval_heldin_forward=evaluation.units("forward", tensors.heldin_ids),
-        eval_heldout_forward=evaluation.units("forward", tensors.heldout_ids),
-    )
+    units = np.concatenate([tensors.heldin_ids, tensors.heldout_ids])
+    train = _truth_windows(path, "train", "rates", chosen.train_rec, chosen.train, spec, tensors.bin_ms, units)
+    if tensors.phase == "val":
+        evaluation = _truth_windows(path, "train", "rates", chosen.eval_rec, chosen.eval, spec, tensors.bin_ms, units)
+    else:
+        evaluation = _truth_windows(path, "test", "rates_all", chosen.eval_rec, chosen.eval, spec, tensors.bin_ms,
+                                    units)
+    return TrueRates.from_all_units(train["main"], evaluation["main"], evaluation["forward"], tensors.n_heldin)
 
 
 def _synthetic_test_targets(spec: DatasetSpec, bin_ms: int, root: str | Path | None) -> EvalTargets:
@@ -218,44 +214,12 @@ def _synthetic_test_targets(spec: DatasetSpec, bin_ms: int, root: str | Path | N
     train_rec = chosen.train_rec
     heldin_ids = train_rec.units.ids[ordered_units(train_rec, False)]
     heldout_ids = train_rec.units.ids[ordered_units(train_rec, True)]
-    with h5py.File(path, "r") as f:
-        spikes = _truth_windows(f["test"], "spikes_all", "unit_ids_all", chosen.eval_rec, chosen.eval, spec, bin_ms)
+    units = np.concatenate([heldin_ids, heldout_ids])
+    spikes = _truth_windows(path, "test", "spikes_all", chosen.eval_rec, chosen.eval, spec, bin_ms, units)
+    n_heldin = len(heldin_ids)
     return EvalTargets(
         dataset=spec.name, bin_ms=bin_ms,
-        eval_spikes_heldout=spikes.units("main", heldout_ids).astype(np.float32),
-        eval_spikes_heldin_forward=spikes.units("forward", heldin_ids).astype(np.float32),
-        eval_spikes_heldout_forward=spikes.units("forward", heldout_ids).astype(np.float32),
+        eval_spikes_heldout=spikes["main"][..., n_heldin:],
+        eval_spikes_heldin_forward=spikes["forward"][..., :n_heldin],
+        eval_spikes_heldout_forward=spikes["forward"][..., n_heldin:],
     )
-
-
-@dataclass(frozen=True)
-class _TruthWindows:
-    """Values of the truth file cut to trial windows, for the file's units."""
-
-    windows: dict[str, np.ndarray]
-    unit_ids: np.ndarray
-
-    def units(self, window: str, wanted: np.ndarray) -> np.ndarray:
-        where = {int(u): i for i, u in enumerate(self.unit_ids)}
-        return self.windows[window][..., [where[int(u)] for u in wanted]]
-
-
-def _truth_windows(group: h5py.Group, values_key: str, ids_key: str, rec: Recording, trials: pd.DataFrame,
-                   spec: DatasetSpec, bin_ms: int) -> _TruthWindows:
-    """Sum the truth file's 5 ms values into the trials' windows at `bin_ms`."""
-    if bin_ms % TRUTH_BIN_MS:
-        raise TensorError(f"{group.file.filename}: the truth exists at multiples of {TRUTH_BIN_MS} ms only")
-    factor = bin_ms // TRUTH_BIN_MS
-    table_rows = rec.trials.index.get_indexer(trials.index)
-    values = group[values_key][()][table_rows]
-    first = group["first_bin"][()][table_rows]
-    align = _align_ns(rec, trials, spec.align_field)
-    windows = {}
-    for name, window in _windows(spec, align, bin_ms, forward=True).items():
-        offsets = window.starts * factor - first
-        idx = offsets[:, None] + np.arange(window.n_bins * factor)[None, :]
-        if idx.min() < 0 or idx.max() >= values.shape[1]:
-            raise TensorError(f"{group.file.filename}: the truth does not cover the {name} windows")
-        picked = np.take_along_axis(values, idx[:, :, None], axis=1).astype(np.float64)
-        windows[name] = picked.reshape(len(trials), window.n_bins, factor, -1).sum(axis=2).astype(np.float32)
-    return _TruthWindows(windows=windows, unit_ids=group[ids_key][()])

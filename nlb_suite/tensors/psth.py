@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import signal
 
+from ..core.spec import DatasetSpec
 from ..data.nwb import NWBFormatError, Recording
-from ..datasets.spec import DatasetSpec
 from .grid import NS_PER_MS, ONE_US_NS, UnitSpikes, ceil_div, ordered_units, seconds_to_ns, unit_spikes
 
 # Units whose binned windows go through one matrix product (bounds the memory of the batch).

@@ -15,8 +15,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ...tensors import Tensors
-from ..base import ModelError, Rates, register_model
+from ...core.arrays import Rates, Tensors
+from ..base import ModelError, register_model
 from .augment import sample_validation_mask
 from .network import LFADSNetwork
 from .train import Batch, EpochRecord, TrainConfig, Trainer

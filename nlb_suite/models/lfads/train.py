@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ...atomic import atomic_path
+from ...core.atomic import atomic_path
+from ...scoring.metrics import bits_per_spike
 from ..base import ModelError
 from .augment import block_gradients, coordinated_dropout, hold_back
-from ...scoring.metrics import bits_per_spike
 from .losses import poisson_nll
 from .network import LFADSNetwork, NetworkOutput
 

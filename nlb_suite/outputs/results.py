@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .errors import NlbSuiteError
-from .scoring import OFFICIAL_METRIC_KEYS, Scores
-from .tensors import Phase
+from .. import __version__
+from ..core.arrays import Phase
+from ..core.errors import NlbSuiteError
+from ..scoring import OFFICIAL_METRIC_KEYS, Scores
 
 ENV_VAR = "NLB_SUITE_RESULTS"
 DEFAULT_RELATIVE_PATH = Path("results") / "results.jsonl"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .tensors import Phase
+from ..core.arrays import Phase
 
 PUBLISHED_LABEL = "published, not run here"
 

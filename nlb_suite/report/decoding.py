@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models.base import ModelError
-from .models.kalman import LinearGaussianSSM, kalman_filter
-from .scoring.r2 import r2_score
-from .tensors import EvalTargets, Tensors
+from ..core.arrays import EvalTargets, Tensors
+from ..models.base import ModelError
+from ..models.kalman import LinearGaussianSSM, kalman_filter
+from ..scoring.r2 import r2_score
 
 
 class KalmanVelocityDecoder:

@@ -26,20 +26,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from . import __version__, figures
-from .atomic import write_text_atomic
+from .. import __version__
+from ..core.atomic import write_text_atomic
+from ..outputs.results import RunRecord, git_commit
+from . import figures
 from .figures import Colors
-from .references import PUBLISHED_LABEL
-from .report import (
-    RUN_HERE_LABEL,
-    TableKey,
-    best_rows,
-    format_value,
-    leaderboard,
-    shown_metrics,
-    table_keys,
-)
-from .report_data import (
+from .published import PUBLISHED_LABEL
+from .tables import RUN_HERE_LABEL, TableKey, best_rows, format_value, leaderboard, shown_metrics, table_keys
+from .views import (
     BUMP_WINDOW_MS,
     PieceMissing,
     View,
@@ -54,7 +48,6 @@ from .report_data import (
     training_histories,
     velocity_comparison,
 )
-from .results import RunRecord, git_commit
 
 REPORT_NAME = "report.html"
 # Libraries whose versions shape the numbers or the figures, listed in the page's footer.

@@ -1,118 +1,13 @@
-"""What an NLB dataset is: where its two NWB files come from, and how trials become tensors.
-
-One frozen `DatasetSpec` per dataset. The built-in specs live in `registry.py`; users describe
-their own datasets in a small TOML file with the same fields (`load_spec_toml`).
-"""
+"""Users' datasets: a small TOML file with the fields of `DatasetSpec`, read and written here."""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal
 
-from ..atomic import write_text_atomic
-from ..errors import NlbSuiteError
-
-Source = Literal["dandi", "synthetic", "user"]
-Role = Literal["train", "test"]
-
-
-class SpecError(NlbSuiteError, ValueError):
-    """A dataset specification is incomplete or inconsistent."""
-
-
-@dataclass(frozen=True)
-class Asset:
-    """One NWB file of a dataset. `path` is relative to the dataset's folder in the data directory
-    (for DANDI datasets: the asset path inside the dandiset, e.g. `sub-Jenkins/..._ecephys.nwb`)."""
-
-    path: str
-    size: int | None = None
-    sha256: str | None = None
-    asset_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ExpectedCounts:
-    """Unit and trial counts a loaded dataset must show (None: not checked)."""
-
-    heldin_units: int | None = None
-    heldout_units: int | None = None
-    val_train_trials: int | None = None
-    val_eval_trials: int | None = None
-    test_train_trials: int | None = None
-    test_eval_trials: int | None = None
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Everything the suite needs to know about one dataset.
-
-    Times are in ms relative to the alignment event. The behaviour window is the trial window
-    shifted by `behavior_lag_ms` (positive: behaviour later than the spikes).
-    """
-
-    name: str
-    description: str
-    source: Source
-    train: Asset
-    test: Asset
-    align_field: str
-    window_ms: tuple[int, int]
-    dandiset: str | None = None
-    version: str | None = None
-    behavior_field: str | None = "hand_vel"
-    behavior_lag_ms: int = 0
-    psth_conditions: tuple[str, ...] = ()
-    psth_kern_sd_ms: int = 50
-    # One velocity decoder per distinct value of this boolean trial column (area2: ctr_hold_bump).
-    decode_mask_field: str | None = None
-    forward_ms: int = 200
-    bin_sizes: tuple[int, ...] = (5, 20)
-    # Whether an evaluation window may run into the next trial's window (area2: a continuous session).
-    eval_allow_overlap: bool = False
-    # Results of the three scaled mazes are reported together under this key, e.g. "[500]".
-    scaling_key: str | None = None
-    expected: ExpectedCounts = field(default_factory=ExpectedCounts)
-    # Synthetic datasets: generator name and its arguments (seed, sizes).
-    generator: str | None = None
-    generator_args: tuple[tuple[str, int | float | str], ...] = ()
-    # Folder under the data directory holding `train` and `test` (None: paths are used as given).
-    folder: str | None = None
-
-    def __post_init__(self) -> None:
-        start, stop = self.window_ms
-        if stop <= start:
-            raise SpecError(f"{self.name}: window_ms {self.window_ms} must have stop > start")
-        for bin_ms in self.bin_sizes:
-            if bin_ms <= 0:
-                raise SpecError(f"{self.name}: bin sizes must be positive, got {self.bin_sizes}")
-
-    @property
-    def window_len_ms(self) -> int:
-        return self.window_ms[1] - self.window_ms[0]
-
-    def n_bins(self, bin_ms: int) -> int:
-        """Bins in the trial window at `bin_ms` (the window is rounded to whole bins)."""
-        return int(round(self.window_len_ms / bin_ms))
-
-    def n_forward_bins(self, bin_ms: int) -> int:
-        return int(round(self.forward_ms / bin_ms))
-
-    def result_name(self, bin_ms: int) -> str:
-        """Group name in submission and target files: `mc_maze`, `mc_maze_20`, ..."""
-        return self.name if bin_ms == 5 else f"{self.name}_{bin_ms}"
-
-    def check_bin(self, bin_ms: int) -> None:
-        if bin_ms not in self.bin_sizes:
-            raise SpecError(
-                f"dataset {self.name!r} supports bin sizes {list(self.bin_sizes)} ms, not {bin_ms} ms"
-            )
-
-    def with_paths(self, train: str | Path, test: str | Path) -> DatasetSpec:
-        return replace(self, train=replace(self.train, path=str(train)), test=replace(self.test, path=str(test)))
-
+from ..core.atomic import write_text_atomic
+from ..core.spec import Asset, DatasetSpec, ExpectedCounts, Role, SpecError
 
 _TOML_SCALARS = {
     "name", "description", "align_field", "behavior_field", "behavior_lag_ms", "psth_kern_sd_ms",
@@ -181,8 +76,6 @@ def load_spec_toml(path: str | Path) -> DatasetSpec:
             source="user", train=asset(raw["train"], "train"), test=asset(raw["test"], "test"), **kwargs
         )
     except (TypeError, IndexError, ValueError) as err:
-        if isinstance(err, SpecError):
-            raise
         raise SpecError(f"{path}: {err}") from None
 
 

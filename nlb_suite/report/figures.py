@@ -23,9 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.typing import ColorType
 
-from .references import PUBLISHED_LABEL
-from .report import shown_metrics
-from .report_data import (
+from .published import PUBLISHED_LABEL
+from .tables import shown_metrics
+from .views import (
     InputsAroundEvent,
     LatentTrajectories,
     PsthComparison,

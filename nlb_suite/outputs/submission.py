@@ -33,11 +33,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .atomic import atomic_path
-from .datasets.spec import DatasetSpec
-from .errors import NlbSuiteError
-from .models.base import Rates
-from .tensors import Phase
+from ..core.arrays import Phase, Rates
+from ..core.atomic import atomic_path
+from ..core.errors import NlbSuiteError
+from ..core.spec import DatasetSpec
 
 REQUIRED_ARRAYS = ("train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout")
 FORWARD_ARRAYS = ("eval_rates_heldin_forward", "eval_rates_heldout_forward")

@@ -17,20 +17,20 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from .datasets import DatasetSpec, SpecError, get_spec
+from ..core.arrays import EvalTargets, Tensors, TrueRates
+from ..core.errors import NlbSuiteError
+from ..datasets import DatasetSpec, SpecError, get_spec
+from ..outputs.artifacts import latents_path, read_artifacts
+from ..outputs.results import RunRecord
+from ..outputs.submission import SubmissionError, read_submission
+from ..scoring.metrics import decode_velocity
+from ..scoring.r2 import r2_score
+from ..tensors import make_targets, make_tensors, make_true_rates
 from .decoding import KalmanVelocityDecoder
-from .errors import NlbSuiteError
-from .report import TableKey, latest_runs
-from .pipeline import latents_path
-from .results import RunRecord
-from .scoring.metrics import decode_velocity
-from .scoring.r2 import r2_score
-from .submission import SubmissionError, read_submission
-from .tensors import EvalTargets, Tensors, TrueRates, make_targets, make_tensors, make_true_rates
+from .tables import TableKey, latest_runs
 
 # Latent arrays drawn as trajectories, most informative first: LFADS factors, then the latent
 # states of GPFA and the Kalman-filter model.
@@ -220,15 +220,11 @@ def repeated_models(models: Sequence[str]) -> set[str]:
 
 
 def _read_latents(path: Path) -> tuple[dict[str, np.ndarray], TrainingHistory | None]:
-    if not path.is_file():
-        return {}, None
-    with h5py.File(path, "r") as file:
-        latents = {name: item[()] for name, item in file.items() if isinstance(item, h5py.Dataset)}
-        history = None
-        group = file.get(HISTORY_GROUP)
-        if isinstance(group, h5py.Group) and all(name in group for name in HISTORY_FIELDS):
-            history = TrainingHistory(**{name: group[name][()] for name in HISTORY_FIELDS})
-    return latents, history
+    artifacts = read_artifacts(path)
+    history = None
+    if all(name in artifacts.history for name in HISTORY_FIELDS):
+        history = TrainingHistory(**{name: artifacts.history[name] for name in HISTORY_FIELDS})
+    return artifacts.latents, history
 
 
 def _run_outputs(record: RunRecord, label: str, group: str) -> RunOutputs | str:
@@ -327,7 +323,7 @@ def single_trials(view: View, n_trials: int = 3, n_units: int = 3) -> SingleTria
     spikes = targets.eval_spikes_heldout
     units = np.argsort(-np.nansum(spikes, axis=(0, 1)), kind="stable")[:n_units]
     trials = np.arange(min(n_trials, tensors.n_eval))
-    truth = view.true_rates.eval_heldout[trials][:, :, units] if view.true_rates else None
+    truth = view.true_rates.eval_rates_heldout[trials][:, :, units] if view.true_rates else None
     return SingleTrials(
         trial_names=_trial_names(tensors, trials),
         unit_names=[f"held-out unit {tensors.heldout_ids[u]}" for u in units],

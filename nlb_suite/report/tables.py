@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import write_text_atomic
-from .references import PUBLISHED_LABEL, PUBLISHED_RESULTS, published_results
-from .results import EXTRA_METRIC_KEYS, RunRecord
-from .scoring import OFFICIAL_METRIC_KEYS
-from .tensors import Phase
+from ..core.arrays import Phase
+from ..core.atomic import write_text_atomic
+from ..outputs.results import EXTRA_METRIC_KEYS, RunRecord
+from ..scoring import OFFICIAL_METRIC_KEYS
+from .published import PUBLISHED_LABEL, PUBLISHED_RESULTS, published_results
 
 
 @dataclass(frozen=True)
