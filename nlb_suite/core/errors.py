@@ -4,3 +4,8 @@
 
 class NlbSuiteError(Exception):
     """Base class of the errors a user can cause and fix."""
+
+
+class ScoringError(NlbSuiteError, ValueError):
+    """Predictions or targets that cannot be scored: shapes that do not match, NaN or negative
+    rates where spikes were observed, missing arrays."""

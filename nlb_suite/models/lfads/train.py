@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ...core.atomic import atomic_path
-from ...scoring.metrics import bits_per_spike
+from ...core.poisson import bits_per_spike
 from ..base import ModelError
 from .augment import block_gradients, coordinated_dropout, hold_back
 from .losses import poisson_nll
