@@ -1,7 +1,6 @@
 """GPFA: posterior and likelihood against dense Gaussian algebra, EM against elephant, the model."""
 
 import importlib.util
-import math
 import sys
 from pathlib import Path
 
@@ -11,10 +10,10 @@ from simulated_tensors import simulate
 
 from nlb_suite.datasets.registry import BUILTIN
 from nlb_suite.models import gpfa
-from nlb_suite.models.gpfa import em, linalg
-from nlb_suite.models.gpfa.dense import dense_posterior
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.config import configured_model
+from nlb_suite.models.gpfa import em, linalg
+from nlb_suite.models.gpfa.dense import dense_posterior
 from nlb_suite.scoring.metrics import bits_per_spike
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpfa.py"
