@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.arrays import Phase, Tensors, check_phase
-from .core.spec import DatasetSpec, spec_to_dict
-from .data.paths import DatasetFiles, require_files
-from .datasets import BUILTIN, get_spec
-from .models.base import (
+from ..core.arrays import Phase, Tensors, check_phase
+from ..core.spec import DatasetSpec, spec_to_dict
+from ..data.paths import DatasetFiles, require_files
+from ..datasets import BUILTIN, get_spec
+from ..models.base import (
     SEED,
     Checkpointing,
     Model,
@@ -26,12 +26,12 @@ from .models.base import (
     model_names,
     runtime_names,
 )
-from .models.config import configured_model, load_hyperparameters
-from .outputs.artifacts import latents_path, write_artifacts
-from .outputs.results import RunRecord, append_record, hyperparameter_hash
-from .outputs.submission import write_submission
-from .scoring import Scores, score
-from .tensors import make_targets, make_tensors, make_true_rates
+from ..models.config import configured_model, load_hyperparameters
+from ..outputs.artifacts import latents_path, write_artifacts
+from ..outputs.results import RunRecord, append_record, hyperparameter_hash
+from ..outputs.submission import write_submission
+from ..scoring import Scores, score
+from ..tensors import make_targets, make_tensors, make_true_rates
 
 DEFAULT_SUBMISSIONS = Path("submissions")
 # Models that checkpoint their training do so here, one folder per run name and hyperparameters.
@@ -41,11 +41,11 @@ DEFAULT_CHECKPOINTS = Path("runs/checkpoints")
 def ensure_dataset(spec: DatasetSpec, root: str | Path | None = None, fetch: bool = True) -> DatasetFiles:
     """The dataset's files, made (synthetic) or fetched and verified (DANDI) when needed."""
     if spec.source == "synthetic":
-        from .datasets.synthetic import ensure_generated
+        from ..datasets.synthetic import ensure_generated
 
         return ensure_generated(spec, root)
     if spec.source == "dandi" and fetch:
-        from .data.fetch import fetch_dataset
+        from ..data.fetch import fetch_dataset
 
         return fetch_dataset(spec, root)
     return require_files(spec, root)
