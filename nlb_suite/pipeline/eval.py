@@ -27,15 +27,15 @@ from ..models.base import (
     runtime_names,
 )
 from ..models.config import configured_model, load_hyperparameters
+from ..outputs import locations
 from ..outputs.artifacts import latents_path, write_artifacts
 from ..outputs.results import RunRecord, append_record, hyperparameter_hash
 from ..outputs.submission import write_submission
 from ..scoring import Scores, score
 from ..tensors import make_targets, make_tensors, make_true_rates
 
-DEFAULT_SUBMISSIONS = Path("submissions")
-# Models that checkpoint their training do so here, one folder per run name and hyperparameters.
-DEFAULT_CHECKPOINTS = Path("runs/checkpoints")
+DEFAULT_SUBMISSIONS = locations.SUBMISSIONS
+DEFAULT_CHECKPOINTS = locations.CHECKPOINTS
 
 
 def ensure_dataset(spec: DatasetSpec, root: str | Path | None = None, fetch: bool = True) -> DatasetFiles:
