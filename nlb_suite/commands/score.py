@@ -41,6 +41,7 @@ def _print_table(results: list[dict[str, dict[str, float]]]) -> None:
 
 def _targets(args: argparse.Namespace) -> tuple[dict, str]:
     """The target groups and where they came from, for messages."""
+    from ..core.arrays import check_phase
     from ..data.test_targets import verified_test_targets
     from ..datasets import get_spec
     from ..scoring import read_targets, targets_to_dict
@@ -57,7 +58,7 @@ def _targets(args: argparse.Namespace) -> tuple[dict, str]:
         return read_targets(args.targets), str(args.targets)
     if datasets:
         spec = get_spec(datasets[0])
-        phase = args.phase or "val"
+        phase = check_phase(args.phase or "val")
         targets = make_targets(spec, phase, args.bin_ms, args.data_dir)
         return {spec.result_name(args.bin_ms): targets_to_dict(targets)}, f"{spec.name} ({phase} phase, from its files)"
     if args.phase == "test":

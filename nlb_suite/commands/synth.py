@@ -34,5 +34,6 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print(f"generated {spec.name} in {elapsed:.1f} s:")
     for path in (files.train, files.test, truth_path(spec, args.data_dir)):
-        print(f"  {path}  {path.stat().st_size / 1e6:,.1f} MB")
+        if path is not None:
+            print(f"  {path}  {path.stat().st_size / 1e6:,.1f} MB")
     return 0

@@ -32,6 +32,7 @@ def _groups_by_name() -> dict[str, tuple[str, int]]:
 
 
 def _expected_from_names(groups: list[str], phase: str) -> tuple[dict[str, ExpectedShapes], list[Problem]]:
+    from ..core.arrays import check_phase
     from ..outputs.submission import Problem, expected_for_dataset
 
     """Expectations for each group, read off its name; a name no dataset has is a problem."""
@@ -44,7 +45,7 @@ def _expected_from_names(groups: list[str], phase: str) -> tuple[dict[str, Expec
                 "not a known dataset group name; pass --dataset (and --bin) to say what it holds", group))
             continue
         dataset, bin_ms = known[group]
-        expected |= expected_for_dataset(BUILTIN[dataset], phase, bin_ms)
+        expected |= expected_for_dataset(BUILTIN[dataset], check_phase(phase), bin_ms)
     return expected, problems
 
 

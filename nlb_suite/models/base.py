@@ -79,10 +79,11 @@ def check_range(owner: str, name: str, value: object, low: float = -math.inf, hi
     an infinite bound is never inclusive. `owner` names the model or component in the message."""
     kind = numbers.Integral if integer else numbers.Real
     low_inclusive, high_inclusive = low_inclusive and low > -math.inf, high_inclusive and high < math.inf
-    valid = (isinstance(value, kind) and not isinstance(value, bool)
-             and not (isinstance(value, float) and math.isnan(value))
-             and (value >= low if low_inclusive else value > low)  # type: ignore[operator]
-             and (value <= high if high_inclusive else value < high))  # type: ignore[operator]
+    valid = isinstance(value, kind) and not isinstance(value, bool)
+    if valid:
+        number = float(value)  # type: ignore[arg-type]  # a Real, checked above
+        valid = (not math.isnan(number) and (number >= low if low_inclusive else number > low)
+                 and (number <= high if high_inclusive else number < high))
     if not valid:
         interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
         raise ModelError(f"{owner}: {name} must be {'an integer' if integer else 'a number'} in {interval}, "
@@ -272,7 +273,7 @@ def hyperparameter_defaults(cls: type) -> dict[str, Any]:
     config = getattr(cls, "Config", None)
     if isinstance(config, type) and issubclass(config, Hyperparameters):
         return config.defaults()
-    parameters = inspect.signature(cls.__init__).parameters
+    parameters = inspect.signature(cls).parameters
     return {name: (None if p.default is inspect.Parameter.empty else p.default)
             for name, p in parameters.items()
             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}

@@ -155,7 +155,7 @@ class RunRecord:
             }
         return cls(
             dataset=dataset, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=dict(hyperparameters),
-            metrics=scores.official(),
+            metrics={key: value for key, value in scores.official().items()},
             cis={names.get(field_name, field_name): [interval.low, interval.high] for field_name, interval in scores.ci.items()},
             extra=extra, seed=seed, fit_seconds=fit_seconds, predict_seconds=predict_seconds,
             submission=None if submission is None else str(submission),

@@ -125,7 +125,7 @@ def _checkpointing_models() -> list[str]:
     names = []
     for name in model_names():
         try:
-            if issubclass(model_class(name), Checkpointing):  # type: ignore[misc]
+            if issubclass(model_class(name), Checkpointing):
                 names.append(name)
         except (ModelError, TypeError):
             continue

@@ -370,7 +370,9 @@ def _update_timescales(objective: TimescaleObjective, kernel: KernelTerms,
     at once (Yu 2009 uses a gradient method); a latent's step is halved until its objective does
     not increase, so EM's likelihood never decreases. Returns the kernel terms at the new gamma,
     which the next M-step starts from."""
-    second_moment = sum(posterior.latent_moments for posterior in posteriors)
+    moments = [posterior.latent_moments for posterior in posteriors if posterior.latent_moments is not None]
+    assert len(moments) == len(posteriors), "the M-step needs the posteriors' moments"
+    second_moment: np.ndarray = np.sum(moments, axis=0)
     current = kernel.terms(second_moment)
     for _ in range(_MAX_NEWTON_STEPS):
         # Where the objective is not convex, a full step downhill instead of Newton's.

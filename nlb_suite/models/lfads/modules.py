@@ -172,8 +172,9 @@ class Decoder(nn.Module):
             factor_keep = keep_mask((n_steps, batch, w_con_fac.shape[1]), self.dropout_rate, gen_h0)
         weights = UnrollWeights(
             con_fac=w_con_fac, con_hh=con.weight_hh, con_hh_bias=con.bias_hh, co=self.co_linear.weight,
-            co_bias=self.co_linear.bias, gen_ih=gen.weight_ih_l0, gen_ih_bias=gen.bias_ih_l0,
-            gen_hh=gen.weight_hh_l0, gen_hh_bias=gen.bias_hh_l0, fac=self.factor_map.normalized_weight(),
+            co_bias=self.co_linear.bias, gen_ih=_tensor(gen.weight_ih_l0), gen_ih_bias=_tensor(gen.bias_ih_l0),
+            gen_hh=_tensor(gen.weight_hh_l0), gen_hh_bias=_tensor(gen.bias_hh_l0),
+            fac=self.factor_map.normalized_weight(),
         )
         con_h0 = self.controller_h0.clamp(-CELL_CLIP, CELL_CLIP).expand(batch, -1)
         inputs = UnrollInputs(con_input_gates.view(n_steps, batch, -1), con_h0, gen_h0, noise, gen_keep, factor_keep)
@@ -194,3 +195,9 @@ def apply_dropout(x: Tensor, rate: float, training: bool) -> Tensor:
     if not training or rate == 0.0:
         return x
     return x * keep_mask(x.shape, rate, x)
+
+
+def _tensor(value: Tensor | nn.Module) -> Tensor:
+    """A module's parameter as a Tensor (nn.Module attributes are typed Tensor | Module)."""
+    assert isinstance(value, Tensor)
+    return value

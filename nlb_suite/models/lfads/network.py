@@ -70,11 +70,13 @@ class LFADSNetwork(nn.Module):
     def recurrent_l2(self, gen_scale: float, con_scale: float) -> Tensor:
         """LFADS' L2 penalty on the recurrent kernels: sum of scale * ||W_hh||^2 / 2 over the
         penalised cells, divided by their total number of weights."""
-        kernels = [(self.decoder.generator.weight_hh_l0, gen_scale)]
+        generator = self.decoder.generator.weight_hh_l0
+        assert isinstance(generator, Tensor)
+        kernels: list[tuple[Tensor, float]] = [(generator, gen_scale)]
         if self.co_prior is not None:
             kernels.append((self.decoder.controller.weight_hh, con_scale))
         penalised = [(weight, scale) for weight, scale in kernels if scale > 0]
-        if not penalised:
-            return self.readout.bias.new_zeros(())
-        total = sum(scale * 0.5 * weight.square().sum() for weight, scale in penalised)
-        return total / sum(weight.numel() for weight, _ in penalised)
+        total = self.readout.bias.new_zeros(())
+        for weight, scale in penalised:
+            total = total + scale * 0.5 * weight.square().sum()
+        return total / max(1, sum(weight.numel() for weight, _ in penalised))

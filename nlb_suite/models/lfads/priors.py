@@ -27,6 +27,7 @@ class GaussianPrior(nn.Module):
     def __init__(self, dim: int, mean: float = 0.0, variance: float = 0.1):
         super().__init__()
         self.mean = nn.Parameter(torch.full((dim,), float(mean)))
+        self.logvar: Tensor
         self.register_buffer("logvar", torch.full((dim,), math.log(variance)))
 
     def make_posterior(self, mean: Tensor, std: Tensor) -> Normal:

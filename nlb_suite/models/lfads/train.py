@@ -316,7 +316,9 @@ def _rng_state(network: LFADSNetwork) -> dict[str, Tensor | None]:
 
 
 def _set_rng_state(saved: dict[str, Tensor | None], network: LFADSNetwork) -> None:
-    torch.set_rng_state(saved["cpu"])
+    cpu = saved["cpu"]
+    assert cpu is not None, "a checkpoint always holds the CPU generator's state"
+    torch.set_rng_state(cpu)
     device = network.readout.weight.device
     # A run saved on another kind of device resumes with that device's generator as it stands.
     if device.type == "cuda" and saved["cuda"] is not None:

@@ -18,6 +18,7 @@ The GRUs use torch's gate layout (reset, update, new); all tensors are time-majo
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +181,7 @@ def _forward(x: UnrollInputs, w: UnrollWeights, keep_history: bool) -> tuple[Ten
 
 class _Unroll(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, *tensors: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+    def forward(ctx: Any, *tensors: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         n_inputs = len(fields(UnrollInputs))
         x, w = UnrollInputs(*tensors[:n_inputs]), UnrollWeights(*tensors[n_inputs:])  # type: ignore[arg-type]
         factors, co_params, inputs, h = _forward(x, w, keep_history=True)
@@ -191,7 +192,8 @@ class _Unroll(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, d_factors, d_co_params, d_inputs):  # type: ignore[override]
+    def backward(ctx: Any, d_factors: Tensor | None, d_co_params: Tensor | None,
+                 d_inputs: Tensor | None) -> tuple[Tensor | None, ...]:
         (noise, gen_keep, factor_keep, w_con_fac, w_con_hh, w_co, w_gen_ih, w_gen_hh, w_fac, con_states,
          gen_states, con_gates, con_hidden_new, gen_gates, gen_hidden_new, feedback, inputs, co_std) = ctx.saved_tensors
         steps, batch, co_dim = inputs.shape
@@ -222,6 +224,7 @@ class _Unroll(torch.autograd.Function):
             if factor_keep is not None:
                 d_next_factor *= factor_keep[t]
         # The initial factor (from the initial generator state) fed the controller's first step.
+        assert d_next_factor is not None, "the unroll has at least one step"
         d_gen_h0 = d_gen_h + _masked(d_next_factor @ w_fac, gen_keep, 0)
 
         dropped_states = gen_states if gen_keep is None else gen_states * gen_keep
