@@ -197,28 +197,6 @@ def test_matches_elephant_likelihood_and_co_bps(benchmark):
         elephant_cobps, abs=0.005)
 
 
-def test_model_predicts_every_array_beats_the_null_and_repeats_exactly():
-    data = simulate(seed=5)
-    tensors = data.tensors
-    first = make_model("gpfa", latent_dim=4, n_iter=30).fit(tensors)
-    rates = first.predict(tensors)
-    rates.check_shapes(tensors.sizes)
-    assert rates.latents["train_latents"].shape == (tensors.n_train, tensors.n_bins, 4)
-    assert rates.latents["eval_latents"].shape == (tensors.n_eval, tensors.n_bins, 4)
-    for array in rates.arrays().values():
-        assert np.isfinite(array).all() and (array > 0).all()
-    assert bits_per_spike(rates.eval_rates_heldout, data.targets.eval_spikes_heldout) > 0.1
-    forward_rates = np.concatenate([rates.eval_rates_heldin_forward, rates.eval_rates_heldout_forward],
-                                   axis=2)
-    forward_spikes = np.concatenate([data.targets.eval_spikes_heldin_forward,
-                                     data.targets.eval_spikes_heldout_forward], axis=2)
-    assert bits_per_spike(forward_rates, forward_spikes) > -0.05
-    assert first.timescales_ms_.shape == (4,) and (first.timescales_ms_ > 0).all()
-    again = make_model("gpfa", latent_dim=4, n_iter=30).fit(tensors).predict(tensors)
-    for name, array in rates.arrays().items():
-        np.testing.assert_array_equal(array, again.arrays()[name])
-
-
 def test_units_that_never_vary_in_training_are_left_to_the_readout():
     data = simulate(seed=6)
     tensors = data.tensors
@@ -242,10 +220,9 @@ def test_cut_segments_cover_every_bin_with_equal_lengths():
     assert em.cut_segments(sequences, 11) is sequences
 
 
-@pytest.mark.parametrize("name, value", [
-    ("latent_dim", 0), ("latent_dim", 2.5), ("latent_dim", True), ("n_iter", -1), ("tolerance", -1e-3),
-    ("min_var_frac", 1.0), ("timescale_ms", 0.0), ("gp_noise_variance", 1.0), ("segment_bins", 1),
-    ("readout_alpha", -0.1),
+@pytest.mark.parametrize("name, value", [  # upper and open bounds; the contract test checks the lower ones
+    ("latent_dim", 2.5), ("latent_dim", True), ("min_var_frac", 1.0), ("timescale_ms", 0.0),
+    ("gp_noise_variance", 1.0),
 ])
 def test_out_of_range_hyperparameters_are_rejected_by_name(name, value):
     with pytest.raises(ModelError, match=name):
@@ -256,8 +233,6 @@ def test_bad_fits_fail_before_any_work():
     data = simulate(n_heldin=6)
     with pytest.raises(ModelError, match="latent_dim=7"):
         make_model("gpfa", latent_dim=7).fit(data.tensors)
-    with pytest.raises(ModelError, match="before fit"):
-        make_model("gpfa").predict(data.tensors)
 
 
 @pytest.mark.parametrize("dataset", sorted(BUILTIN))

