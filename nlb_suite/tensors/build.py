@@ -60,6 +60,7 @@ def _check(spec: DatasetSpec, phase: str, bin_ms: int) -> None:
 
 def _phase_trials(spec: DatasetSpec, phase: Phase, files: DatasetFiles) -> _PhaseTrials:
     train_rec = read_dataset_file(files.train, spec.behavior_field)
+    train_splits: tuple[str, ...]
     if phase == "val":
         eval_rec, train_splits, eval_splits = train_rec, ("train",), ("val",)
     else:
