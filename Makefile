@@ -45,7 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_tensors.py
 	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_gpfa.py
-	$(BIN)/python benchmarks/bench_lfads.py
+	$(BIN)/python benchmarks/bench_lfads.py --peer lfads-torch
 
 clean:
 	rm -rf $(VENV) build *.egg-info
