@@ -324,6 +324,8 @@ def test_synth_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     out = capsys.readouterr().out
     spec = tiny("synth_area2")
     assert str(truth_path(spec, tmp_path)) in out and "MB" in out
+    assert "true-rate ceilings (val phase, 5 ms): co-bps" in out
+    assert (truth_path(spec, tmp_path).parent / "ceilings.json").is_file()
     with h5py.File(truth_path(spec, tmp_path), "r") as f:
         assert json.loads(f.attrs["generator_args"]) == {"seed": 3}
     assert main(["synth", "synth_area2", "--data-dir", str(tmp_path)]) == 2
@@ -332,3 +334,36 @@ def test_synth_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.undo()
     assert main(["synth", "no_such_dataset", "--data-dir", str(tmp_path)]) == 2
     assert "unknown dataset 'no_such_dataset'" in capsys.readouterr().err
+
+
+def test_datasets_command_shows_the_ceilings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    spec = tiny("synth_area2")
+    monkeypatch.setattr("nlb_suite.commands.datasets.BUILTIN", {spec.name: spec, "mc_maze": get_spec("mc_maze")})
+    generate(spec, tmp_path)
+    stored = truth_path(spec, tmp_path).parent / "ceilings.json"
+    assert not stored.exists()
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "computing the true-rate ceilings of synth_area2" in captured.err
+    rows = {line.split()[0]: line.split() for line in captured.out.splitlines() if line.split()}
+    # The stored figures are the suite's own scores of the true rates.
+    tensors = make_tensors(spec, "val", 5, tmp_path)
+    truth = make_true_rates(spec, tensors, tmp_path)
+    assert truth is not None
+    direct = score(truth, make_targets(spec, "val", 5, tmp_path), n_boot=0)
+    assert rows["synth_area2"][-3:] == ["yes", f"{direct.co_bps:.4f}", f"{direct.fp_bps:.4f}"]
+    assert rows["mc_maze"][-3:] == ["no", "-", "-"]
+    saved = json.loads(stored.read_text())
+    assert (saved["co_bps"], saved["fp_bps"], saved["psth_r2"]) == (direct.co_bps, direct.fp_bps, direct.psth_r2)
+    # Read back, not recomputed, while the truth file is unchanged; recomputed once it changes.
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    assert "computing" not in capsys.readouterr().err
+    generate(spec, tmp_path, overwrite=True)
+    assert not stored.exists()
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    assert "computing" in capsys.readouterr().err and stored.is_file()
+    saved["truth_mtime_ns"] -= 1
+    stored.write_text(json.dumps(saved))
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    assert "computing" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import time
 from ..data.paths import truth_path
 from ..datasets import BUILTIN, get_spec
 from ..datasets.synthetic import SyntheticDataError, generate
+from .datasets import CEILINGS_BIN_MS, CEILINGS_PHASE, ensure_ceilings
 
 NAME = "synth"
 HELP = "generate a synthetic dataset (NWB train and test files plus true rates) into the data directory"
@@ -34,4 +35,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"generated {spec.name} in {elapsed:.1f} s:")
     for path in (files.train, files.test, truth_path(spec, args.data_dir)):
         print(f"  {path}  {path.stat().st_size / 1e6:,.1f} MB")
+    ceilings = ensure_ceilings(spec, args.data_dir)
+    print(f"true-rate ceilings ({CEILINGS_PHASE} phase, {CEILINGS_BIN_MS} ms): co-bps {ceilings.co_bps:.4f}, "
+          f"fp-bps {ceilings.fp_bps:.4f}")
     return 0

@@ -38,7 +38,11 @@ GENERATOR_VERSIONS: dict[str, int] = {
 _GENERATOR_ARGS = {"maze": {"size", "seed"}, "area2": {"seed"}, "chaotic_rnn": {"size", "seed"},
                    "chaotic_rnn_inputs": {"size", "seed"}, "lorenz": {"size", "seed"}}
 
-__all__ = ["GENERATORS", "GENERATOR_VERSIONS", "SyntheticDataError", "ensure_generated", "generate"]
+# What the true rates score, kept beside the truth file by `nlb-suite datasets` and `synth`
+# (commands/datasets.py); a regenerated dataset's old ceilings are removed with its truth file.
+CEILINGS_FILE = "ceilings.json"
+
+__all__ = ["CEILINGS_FILE", "GENERATORS", "GENERATOR_VERSIONS", "SyntheticDataError", "ensure_generated", "generate"]
 
 
 def _check_spec(spec: DatasetSpec) -> int:
@@ -81,6 +85,7 @@ def generate(spec: DatasetSpec, root: str | Path | None = None, *, overwrite: bo
     dataset = GENERATORS[spec.generator](spec, seed)
     # The truth file goes last and is removed first: its presence marks a complete dataset.
     truth.unlink(missing_ok=True)
+    (truth.parent / CEILINGS_FILE).unlink(missing_ok=True)
     write_nlb_nwb(files.train, session=dataset.session, arrays=dataset.arrays, units=dataset.train_units,
                   trials=dataset.train_trials, behavior=dataset.behavior)
     write_nlb_nwb(files.test, session=dataset.session, arrays=dataset.arrays, units=dataset.test_units,
