@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets.synthetic import SyntheticDataError, generate
+    from ..scoring.ceilings import CEILINGS_BIN_MS, CEILINGS_PHASE, ensure_ceilings
 
     spec = get_spec(chosen_dataset(args))
     if args.seed is not None:
@@ -36,4 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for path in (files.train, files.test, truth_path(spec, args.data_dir)):
         if path is not None:
             print(f"  {path}  {path.stat().st_size / 1e6:,.1f} MB")
+    ceilings = ensure_ceilings(spec, args.data_dir)
+    print(f"true-rate ceilings ({CEILINGS_PHASE} phase, {CEILINGS_BIN_MS} ms): co-bps {ceilings.co_bps:.4f}, "
+          f"fp-bps {ceilings.fp_bps:.4f}")
     return 0

@@ -1,8 +1,10 @@
 """Synthetic NLB datasets with known firing rates, in the layout of the real DANDI files.
 
 One generator per family, chosen by `spec.generator` and deterministic from the seed in
-`spec.generator_args`: `maze` (MC_Maze look-alike, `maze.py`) and `area2` (Area2_Bump
-look-alike, `area2.py`). What they share is in `common.py`; the ground truth each writes beside
+`spec.generator_args`: `maze` (MC_Maze look-alike, `maze.py`), `area2` (Area2_Bump look-alike,
+`area2.py`), `chaotic_rnn` and `chaotic_rnn_inputs` (the LFADS papers' chaotic RNN,
+`chaotic_rnn.py`) and `lorenz` (the Lorenz attractor, `lorenz.py`); the last two share the
+trial layout of `systems.py`. What they share is in `common.py`; the ground truth each writes beside
 its NWB files is described in `data/truth.py`.
 """
 
@@ -15,17 +17,32 @@ from ...core.spec import DatasetSpec
 from ...data.nwb_write import write_nlb_nwb
 from ...data.paths import DatasetFiles, dataset_files, truth_path
 from ...data.truth import write_truth
-from .area2 import generate_area2
-from .common import GeneratedDataset, SyntheticDataError
-from .maze import generate_maze
+from . import area2, chaotic_rnn, lorenz, maze
+from .common import GeneratedDataset, SyntheticDataError, generator_counts
 
 GENERATORS: dict[str, Callable[[DatasetSpec, int], GeneratedDataset]] = {
-    "maze": generate_maze,
-    "area2": generate_area2,
+    "maze": maze.generate_maze,
+    "area2": area2.generate_area2,
+    "chaotic_rnn": chaotic_rnn.generate_chaotic_rnn,
+    "chaotic_rnn_inputs": chaotic_rnn.generate_chaotic_rnn_inputs,
+    "lorenz": lorenz.generate_lorenz,
 }
-_GENERATOR_ARGS = {"maze": {"size", "seed"}, "area2": {"seed"}}
+# Each generator module's VERSION: files made by another version of a generator are stale.
+GENERATOR_VERSIONS: dict[str, int] = {
+    "maze": maze.VERSION,
+    "area2": area2.VERSION,
+    "chaotic_rnn": chaotic_rnn.VERSION,
+    "chaotic_rnn_inputs": chaotic_rnn.VERSION,
+    "lorenz": lorenz.VERSION,
+}
+_GENERATOR_ARGS = {"maze": {"size", "seed"}, "area2": {"seed"}, "chaotic_rnn": {"size", "seed"},
+                   "chaotic_rnn_inputs": {"size", "seed"}, "lorenz": {"size", "seed"}}
 
-__all__ = ["GENERATORS", "SyntheticDataError", "ensure_generated", "generate"]
+# What the true rates score, kept beside the truth file by `nlb-suite datasets` and `synth`
+# (commands/datasets.py); a regenerated dataset's old ceilings are removed with its truth file.
+CEILINGS_FILE = "ceilings.json"
+
+__all__ = ["CEILINGS_FILE", "GENERATORS", "GENERATOR_VERSIONS", "SyntheticDataError", "ensure_generated", "generate"]
 
 
 def _check_spec(spec: DatasetSpec) -> int:
@@ -40,11 +57,7 @@ def _check_spec(spec: DatasetSpec) -> int:
     unknown = sorted(set(args) - _GENERATOR_ARGS[spec.generator])
     if unknown:
         raise SyntheticDataError(f"dataset {spec.name!r}: generator {spec.generator!r} takes no argument(s) {unknown}")
-    counts = spec.expected
-    needed = (counts.heldin_units, counts.heldout_units, counts.val_train_trials, counts.val_eval_trials,
-              counts.test_eval_trials)
-    if any(n is None or n <= 0 for n in needed):
-        raise SyntheticDataError(f"dataset {spec.name!r}: expected unit and trial counts must all be positive")
+    generator_counts(spec)
     seed = args.get("seed", 0)
     if not isinstance(seed, int) or seed < 0:
         raise SyntheticDataError(f"dataset {spec.name!r}: seed must be a non-negative integer, got {seed!r}")
@@ -72,6 +85,7 @@ def generate(spec: DatasetSpec, root: str | Path | None = None, *, overwrite: bo
     dataset = GENERATORS[spec.generator](spec, seed)
     # The truth file goes last and is removed first: its presence marks a complete dataset.
     truth.unlink(missing_ok=True)
+    (truth.parent / CEILINGS_FILE).unlink(missing_ok=True)
     write_nlb_nwb(files.train, session=dataset.session, arrays=dataset.arrays, units=dataset.train_units,
                   trials=dataset.train_trials, behavior=dataset.behavior)
     write_nlb_nwb(files.test, session=dataset.session, arrays=dataset.arrays, units=dataset.test_units,
