@@ -65,9 +65,45 @@ def user_dataset(tiny: Tiny, folder: Path, name: str = "hostile") -> UserDataset
 
 def rewrite(path: Path, name: str, values: object) -> None:
     """Replace the dataset `name` in the HDF5 file at `path` with `values`."""
+    values = np.asarray(values)
     with h5py.File(path, "r+") as f:
         del f[name]
-        f[name] = values
+        if values.dtype == object:  # strings read back from the file
+            f.create_dataset(name, data=values, dtype=h5py.string_dtype())
+        else:
+            f[name] = values
+
+
+def ragged_rows(path: Path, column: str) -> list[np.ndarray]:
+    """The rows of a ragged column ('units/spike_times', 'intervals/trials/target_pos')."""
+    with h5py.File(path, "r") as f:
+        data, ends = f[column][()], f[f"{column}_index"][()].astype(np.int64)
+    return [data[start:end] for start, end in zip(np.concatenate([[0], ends[:-1]]), ends)]
+
+
+def write_ragged(path: Path, column: str, rows: list[np.ndarray]) -> None:
+    """Replace a ragged column and its index with `rows`."""
+    ends = np.cumsum([len(row) for row in rows]).astype(np.int64)
+    data = np.concatenate(rows) if rows else np.zeros(0)
+    rewrite(path, column, data)
+    rewrite(path, f"{column}_index", ends)
+
+
+def duplicate_trial(path: Path, row: int, new_id: int | None = None) -> None:
+    """Append a copy of trial `row` to the trials table (with `new_id` as its id, if given)."""
+    with h5py.File(path, "r") as f:
+        group = f["intervals/trials"]
+        names = [name for name in group if not name.endswith("_index")]
+        ragged = {name for name in names if f"{name}_index" in group}
+        plain = {name: group[name][()] for name in names if name not in ragged}
+    for name in ragged:
+        rows = ragged_rows(path, f"intervals/trials/{name}")
+        write_ragged(path, f"intervals/trials/{name}", [*rows, rows[row]])
+    for name, values in plain.items():
+        copy = values[row:row + 1].copy()
+        if name == "id" and new_id is not None:
+            copy[0] = new_id
+        rewrite(path, f"intervals/trials/{name}", np.concatenate([values, copy]))
 
 
 def valid_rates(spec: DatasetSpec, bin_ms: int = 5) -> Rates:

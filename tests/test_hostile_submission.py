@@ -16,6 +16,8 @@ from hostile import Tiny, check_tree, make_tiny, run_cli, snapshot, user_dataset
 
 from nlb_suite.core.arrays import Rates
 from nlb_suite.outputs.submission import SubmissionError, read_submission, write_submission
+from nlb_suite.scoring import write_targets
+from nlb_suite.tensors import make_targets
 
 GROUP = "hostile"  # the user dataset's group name at 5 ms
 ARRAY = f"{GROUP}/eval_rates_heldout"
@@ -35,9 +37,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     tiny: Tiny = make_tiny(tmp_path_factory.mktemp("tiny"))
     folder = tmp_path_factory.mktemp("submissions")
     user = user_dataset(tiny, folder / "user")
-    from nlb_suite.scoring import write_targets
-    from nlb_suite.tensors import make_targets
-
     targets = write_targets(folder / "targets.h5", {GROUP: make_targets(user.spec, "val", 5)})
     rates = valid_rates(user.spec)
     return Files(folder=folder, toml=user.toml, targets=targets,
