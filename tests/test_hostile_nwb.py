@@ -303,3 +303,40 @@ def test_the_clean_copy_reads_without_a_warning(tiny: Tiny, tmp_path: Path, capl
         read_recording(user.train)
         read_recording(user.test)
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ('psth_conditions = ["trial_type", "no_such_column"]', "trials table lacks column(s) ['no_such_column'] named "
+                                                          "by dataset 'hostile'"),
+    ('decode_mask_field = "no_such_column"', "trials table lacks column(s) ['no_such_column']"),
+    ('align_field = "no_such_column"', "trials table lacks column(s) ['no_such_column']"),
+    ('decode_mask_field = "trial_type"', "trials column 'trial_type' (the decode mask) must be boolean"),
+])
+def test_columns_the_spec_names_are_checked_before_anything_is_fitted_or_written(
+        tiny: Tiny, tmp_path: Path, line: str, words: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    key = line.split(" =")[0]
+    lines = [text for text in user.toml.read_text().splitlines() if not text.startswith(f"{key} =")]
+    user.toml.write_text("\n".join([line, *lines]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+
+    result = run_cli(capsys, "eval", "--model", "smoothing", "--dataset", user.toml,
+                     "--results", tmp_path / "results.jsonl")
+
+    assert result.code == 2
+    assert f"nlb-suite eval: error: {user.train}: {words}" in result.err
+    assert check_tree(before, tmp_path) == []  # no submission without its record
+
+
+def test_targets_into_a_folder_is_a_clear_error(tiny: Tiny, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    folder = tmp_path / "out.h5"
+    folder.mkdir()
+    before = snapshot(tmp_path)
+    result = run_cli(capsys, "targets", user.toml, "-o", folder)
+    assert result.code == 2
+    assert f"nlb-suite targets: error: cannot write {folder}: Is a directory" in result.err
+    assert check_tree(before, tmp_path) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.paths import inside
 from ..datasets import DEFAULT_DATASET, get_spec
-from ..scoring.targets_io import write_targets
+from ..scoring.targets_io import TargetsFileError, write_targets
 from ..tensors import make_targets
 
 NAME = "targets"
@@ -44,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     group = spec.result_name(args.bin_ms)
     output = args.output or default_path(group, args.phase)
     targets = make_targets(spec, args.phase, args.bin_ms, args.data_dir)
-    path = write_targets(output, {group: targets})
+    try:
+        path = write_targets(output, {group: targets})
+    except OSError as err:
+        raise TargetsFileError(f"cannot write {output}: {err.strerror or err}") from None
     n_eval, n_bins, n_heldout = targets.eval_spikes_heldout.shape
     extras = [name for name, present in (("behaviour", targets.eval_behavior is not None),
                                          ("decode masks", targets.eval_decode_mask is not None),

@@ -9,6 +9,7 @@ which keeps a 700 MB session under a second; pynwb is used by the writer and the
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,9 @@ REQUIRED_TRIAL_COLUMNS = ("start_time", "stop_time", "split")
 # Times are seconds from the session's start. NLB sessions last hours; a time beyond a day is a
 # damaged file or another unit, and refused before a 1 ms grid of that length is allocated.
 MAX_SESSION_S = 86_400.0
+# NLB files store their columns uncompressed; a dataset is allowed to expand this much beyond
+# the file's size (compression) before its declared shape is taken for damage.
+MAX_EXPANSION = 64
 # Units or trials named in one message before the rest is summarised as a count.
 MAX_LISTED = 10
 
@@ -97,11 +101,24 @@ def _listing(ids: np.ndarray) -> str:
     return f"{values}{more}"
 
 
+def _values(group: h5py.Group, name: str) -> np.ndarray:
+    """The values of the dataset `name` in `group`, refused when its declared size exceeds what
+    the file could hold (a damaged shape would otherwise ask for gigabytes before failing)."""
+    item = group[name]
+    if not isinstance(item, h5py.Dataset):
+        raise NWBFormatError(f"{item.file.filename}: {item.name} is not a dataset")
+    limit = MAX_EXPANSION * os.path.getsize(item.file.filename) + (1 << 20)
+    if item.dtype.itemsize * float(np.prod(item.shape or ())) > limit:
+        raise NWBFormatError(f"{item.file.filename}: {item.name} declares shape {item.shape} of {item.dtype}, more "
+                             "than the file could hold; the file is damaged")
+    return np.asarray(item[()])
+
+
 def _ragged(group: h5py.Group, name: str, path: Path, n_rows: int) -> tuple[np.ndarray, ...]:
     """The rows of a ragged column, with its index checked: one end per row, never decreasing,
     never past the data."""
-    data = group[name][()]
-    index = group[f"{name}_index"][()]
+    data = _values(group, name)
+    index = _values(group, f"{name}_index")
     where = f"{path}: {group.name}/{name}_index"
     if index.ndim != 1 or index.dtype.kind not in "iu":
         raise NWBFormatError(f"{where} is not a 1-d integer index (shape {index.shape}, dtype {index.dtype})")
@@ -150,7 +167,7 @@ def _read_trials(f: h5py.File, path: Path) -> pd.DataFrame:
     if missing:
         raise NWBFormatError(f"{path}: trials table lacks column(s) {missing}")
     n = len(group["start_time"])
-    columns: dict[str, object] = {"trial_id": group["id"][()] if "id" in group else None}
+    columns: dict[str, object] = {"trial_id": _values(group, "id") if "id" in group else None}
     names = [_decode(np.array([c]), f"{path}: trials table colnames")[0] for c in group.attrs.get("colnames", [])]
     names = [str(c) for c in names] or [k for k in group if k != "id" and not k.endswith("_index")]
     for name in names:
@@ -160,7 +177,7 @@ def _read_trials(f: h5py.File, path: Path) -> pd.DataFrame:
         if f"{name}_index" in group:
             columns[name] = list(_ragged(group, name, path, n))
             continue
-        values = group[name][()]
+        values = _values(group, name)
         if values.ndim == 0 or len(values) != n:
             raise NWBFormatError(f"{where} has {values.size} values for {n} trials")
         if name in ("start_time", "stop_time") or name.endswith("_time"):
@@ -208,7 +225,7 @@ def _read_units(f: h5py.File, path: Path) -> Units:
     missing = [c for c in REQUIRED_UNIT_COLUMNS if c not in group]
     if missing:
         raise NWBFormatError(f"{path}: units table lacks column(s) {missing}")
-    ids = group["id"][()]
+    ids = _values(group, "id")
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise NWBFormatError(f"{path}: units table id must be a 1-d integer column (dtype {ids.dtype})")
     if len(np.unique(ids)) != len(ids):
@@ -253,7 +270,7 @@ def _heldout(group: h5py.Group, path: Path, n: int) -> np.ndarray:
     """The boolean `heldout` column; integers are accepted when every value is 0 or 1."""
     if "heldout" not in group:
         return np.zeros(n, bool)
-    values = group["heldout"][()]
+    values = _values(group, "heldout")
     where = f"{path}: units column 'heldout'"
     if values.ndim != 1 or len(values) != n:
         raise NWBFormatError(f"{where} has shape {values.shape} for {n} units")
@@ -282,7 +299,7 @@ def _read_behavior(f: h5py.File, path: Path, fields: tuple[str, ...] | None) -> 
         columns: tuple[str, ...] = ()
         if "columns=" in comments:
             columns = tuple(comments.split("[")[-1].split("]")[0].split(","))
-        data = series["data"][()]
+        data = _values(series, "data")
         if data.ndim == 1:
             data = data[:, None]
         if data.ndim != 2 or data.dtype.kind not in "fiu":
@@ -292,12 +309,12 @@ def _read_behavior(f: h5py.File, path: Path, fields: tuple[str, ...] | None) -> 
         start = 0.0
         stamps = None
         if "timestamps" in series:
-            stamps = _numeric_1d(series["timestamps"][()], f"{where}: timestamps", "times in seconds")
+            stamps = _numeric_1d(_values(series, "timestamps"), f"{where}: timestamps", "times in seconds")
             if len(stamps) != len(data):
                 raise NWBFormatError(f"{where}: {len(stamps)} timestamps for {len(data)} samples")
             _check_times(stamps, f"{where}: timestamps")
         elif "starting_time" in series:
-            start = float(series["starting_time"][()])
+            start = float(_values(series, "starting_time"))
             rate = float(series["starting_time"].attrs["rate"])
             if not (np.isfinite(start) and abs(start) <= MAX_SESSION_S and np.isfinite(rate) and rate > 0):
                 raise NWBFormatError(f"{where}: starting_time {start} s at rate {rate} Hz is not a sampling clock")
