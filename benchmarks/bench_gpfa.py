@@ -32,7 +32,8 @@ from sklearn.decomposition import FactorAnalysis
 from threadpoolctl import threadpool_limits
 
 from nlb_suite.core.arrays import Tensors
-from nlb_suite.models.gpfa import Gpfa, factor_analysis_init, fit_gpfa, gp_covariances
+from nlb_suite.models.gpfa import Gpfa
+from nlb_suite.models.gpfa.em import factor_analysis_init, fit_gpfa, gp_covariances
 from nlb_suite.models.readout import PoissonReadout
 from nlb_suite.scoring.metrics import bits_per_spike
 
@@ -121,7 +122,7 @@ def elephant_scores(parameters: dict, data: SimulatedGpfaData) -> tuple[float, f
 def our_model(data: SimulatedGpfaData, latent_dim: int, n_iter: int) -> Gpfa:
     return Gpfa(latent_dim=latent_dim, n_iter=n_iter, tolerance=TOLERANCE, min_var_frac=MIN_VAR_FRAC,
                 timescale_ms=TIMESCALE_MS, gp_noise_variance=GP_NOISE_VARIANCE,
-                segment_bins=data.tensors.n_bins, readout_alpha=READOUT_ALPHA, seed=0)
+                segment_bins=data.tensors.n_bins, readout_alpha=READOUT_ALPHA)
 
 
 def our_fit(data: SimulatedGpfaData, latent_dim: int, n_iter: int) -> tuple[Gpfa, float]:
@@ -135,8 +136,7 @@ def our_fit(data: SimulatedGpfaData, latent_dim: int, n_iter: int) -> tuple[Gpfa
 def our_em(data: SimulatedGpfaData, latent_dim: int, n_iter: int) -> tuple[int, float]:
     """Our EM alone, from the start `Gpfa.fit` uses: iterations run and seconds."""
     sequences = np.sqrt(data.tensors.train_spikes_heldin.astype(np.float64))
-    initial = factor_analysis_init(sequences, latent_dim, TIMESCALE_MS / BIN_MS, GP_NOISE_VARIANCE,
-                                   seed=0)
+    initial = factor_analysis_init(sequences, latent_dim, TIMESCALE_MS / BIN_MS, GP_NOISE_VARIANCE)
     start = time.perf_counter()
     result = fit_gpfa(sequences, initial, n_iter, TOLERANCE, MIN_VAR_FRAC)
     return len(result.log_likelihoods) - 1, time.perf_counter() - start

@@ -1,4 +1,6 @@
-"""The `nlb-suite` command. Subcommands are the modules of `nlb_suite.commands`."""
+"""The `nlb-suite` command. Subcommands are the modules of `nlb_suite.commands`; building the parser
+imports only them, and they import their heavy modules when they run (startup stays well under a
+second)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         cmd.add_argument("--data-dir", default=None,
                          help="data directory (default: $NLB_SUITE_DATA or ~/.cache/nlb_suite)")
+        cmd.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                         help="import MODULE first, so that its @register_model classes can be used (repeatable)")
         module.add_arguments(cmd)
         cmd.set_defaults(run=module.run)
     return parser
@@ -33,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.plugin:
+            from .models.base import load_plugin
+
+            for module in args.plugin:
+                load_plugin(module)
         return int(args.run(args) or 0)
     except NlbSuiteError as err:
         print(f"nlb-suite {args.command}: error: {err}", file=sys.stderr)

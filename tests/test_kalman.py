@@ -14,7 +14,7 @@ from nlb_suite.models.kalman import (
     kalman_filter,
     kalman_smoother,
 )
-from nlb_suite.report.decoding import KalmanVelocityDecoder, kalman_decoder_r2
+from nlb_suite.report.analysis import KalmanVelocityDecoder, kalman_decoded
 from nlb_suite.scoring.metrics import bits_per_spike
 
 pykalman = pytest.importorskip("pykalman")
@@ -228,7 +228,7 @@ def test_model_rejects_more_latents_than_held_in_units(dataset):
 
 
 def test_wu_decoder_recovers_velocity(dataset):
-    r2 = kalman_decoder_r2(dataset.tensors, dataset.targets)
+    r2 = kalman_decoded(dataset.tensors, dataset.targets).r2
     assert r2 > 0.5
     decoder = KalmanVelocityDecoder().fit(dataset.tensors.train_spikes_heldin,
                                           dataset.tensors.train_behavior)
@@ -251,10 +251,10 @@ def test_wu_decoder_with_decode_masks_averages_one_decoder_per_mask(dataset):
                                   train_behavior=tensors.train_behavior[train_rows],
                                   eval_spikes_heldin=tensors.eval_spikes_heldin[eval_rows])
         one_targets = dataclasses.replace(targets, eval_behavior=targets.eval_behavior[eval_rows])
-        per_mask.append(kalman_decoder_r2(one, one_targets))
-    assert kalman_decoder_r2(masked_tensors, masked_targets) == pytest.approx(np.mean(per_mask), abs=1e-12)
+        per_mask.append(kalman_decoded(one, one_targets).r2)
+    assert kalman_decoded(masked_tensors, masked_targets).r2 == pytest.approx(np.mean(per_mask), abs=1e-12)
     with pytest.raises(ModelError, match="decode masks"):
-        kalman_decoder_r2(masked_tensors, targets)
+        kalman_decoded(masked_tensors, targets).r2
 
 
 def test_wu_decoder_bad_input(dataset):

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from lfads_testing import one_torch_thread  # noqa: F401  (autouse fixture)
 
+from nlb_suite.models.lfads.config import LFADSConfig
 from nlb_suite.models.lfads.modules import CELL_CLIP, BidirectionalEncoder, Decoder
 from nlb_suite.models.lfads.network import LFADSNetwork
 
@@ -105,8 +106,9 @@ def test_controller_generator_unroll_equals_clipped_cell_loop():
 
 
 def _network(co_dim: int = 2, dropout: float = 0.0) -> LFADSNetwork:
-    return LFADSNetwork(n_input=7, n_output=10, ic_enc_dim=6, ci_enc_dim=5, ci_lag=2, con_dim=4, co_dim=co_dim,
-                        ic_dim=3, gen_dim=8, fac_dim=3, dropout=dropout)
+    config = LFADSConfig(ic_enc_dim=6, ci_enc_dim=5, ci_lag=2, con_dim=4, co_dim=co_dim, ic_dim=3, gen_dim=8,
+                         fac_dim=3, dropout=dropout)
+    return LFADSNetwork(config, n_input=7, n_output=10)
 
 
 def test_shapes_through_the_network_including_forward_bins():

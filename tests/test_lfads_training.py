@@ -11,7 +11,7 @@ from lfads_testing import one_torch_thread, rotation_dataset  # noqa: F401  (aut
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.lfads import LFADS
 from nlb_suite.models.lfads.augment import block_gradients, coordinated_dropout
-from nlb_suite.models.lfads.train import Batch, load_checkpoint, ramp, save_checkpoint
+from nlb_suite.models.lfads.train import Batch, Trainer, load_checkpoint, ramp, save_checkpoint
 from nlb_suite.scoring.metrics import bits_per_spike
 
 TINY = dict(ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=2, ic_dim=8, gen_dim=16, fac_dim=4, batch_size=16,
@@ -78,16 +78,32 @@ def _weights(model: LFADS) -> dict[str, torch.Tensor]:
     return {name: value.clone() for name, value in model.network_.state_dict().items()}
 
 
-def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     data = rotation_dataset(n_train=24, n_eval=4, n_bins=10, n_forward=3, seed=1)
-    settings = dict(TINY, kl_increase_epoch=1, l2_increase_epoch=1, patience=50)
-    straight = LFADS(**settings, max_epochs=4).fit(data.tensors)
+    settings = dict(TINY, kl_increase_epoch=1, l2_increase_epoch=1, patience=50, max_epochs=4)
+    straight = LFADS(**settings).fit(data.tensors)
 
-    LFADS(**settings, max_epochs=2, checkpoint_dir=str(tmp_path)).fit(data.tensors)
+    # A run interrupted after two of its four epochs.
+    epoch = Trainer._epoch
+
+    def interrupted(self, *args):
+        if self.state.epoch == 2:
+            raise KeyboardInterrupt
+        return epoch(self, *args)
+
+    first = LFADS(**settings)
+    first.use_checkpoints(tmp_path, resume=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            first.fit(data.tensors)
     last = load_checkpoint(tmp_path / "last.pt")
-    assert last["epoch"] == 2 and set(last) >= {"weights", "config", "optimizer", "scheduler", "rng"}
-    resumed = LFADS(**settings, max_epochs=4, checkpoint_dir=str(tmp_path), resume=True).fit(data.tensors)
+    assert last["epoch"] == 2 and set(last) >= {"weights", "identity", "optimizer", "scheduler", "rng"}
+    assert last["identity"]["hyperparameters"] == LFADS(**settings).config.hyperparameters()
 
+    resumed = LFADS(**settings)
+    resumed.use_checkpoints(tmp_path, resume=True)
+    resumed.fit(data.tensors)
     assert [r.train_loss for r in resumed.history_] == [r.train_loss for r in straight.history_]
     assert resumed.best_epoch_ == straight.best_epoch_
     for name, value in _weights(straight).items():
@@ -97,8 +113,10 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     for name, value in best["weights"].items():
         torch.testing.assert_close(value, _weights(straight)[name], rtol=0, atol=0)
 
-    with pytest.raises(ModelError, match="gen_dim"):
-        LFADS(**dict(settings, gen_dim=12), max_epochs=4, checkpoint_dir=str(tmp_path), resume=True).fit(data.tensors)
+    changed = LFADS(**dict(settings, gen_dim=12, lr=0.05))
+    changed.use_checkpoints(tmp_path, resume=True)
+    with pytest.raises(ModelError, match=r"gen_dim: 16 there, 12 now; lr: 0.01 there, 0.05 now"):
+        changed.fit(data.tensors)
 
 
 def test_tiny_model_beats_the_mean_rate_null_on_held_out_units():
@@ -120,11 +138,22 @@ def test_tiny_model_beats_the_mean_rate_null_on_held_out_units():
 
 
 def test_missing_data_are_masked_out_of_training():
+    """NaN entries are left out, not read as silence: the same data with those entries set to 0
+    train differently, and the losses stay finite."""
     data = rotation_dataset(n_train=20, n_eval=4, n_bins=10, n_forward=3, seed=2)
-    data.tensors.train_spikes_heldout[:5, :4] = np.nan
-    data.tensors.train_spikes_heldin[3:6, 2:5, :3] = np.nan
-    model = LFADS(**TINY, max_epochs=3).fit(data.tensors)
-    assert all(np.isfinite(r.train_loss) and np.isfinite(r.valid_loss) for r in model.history_)
+    zeros = rotation_dataset(n_train=20, n_eval=4, n_bins=10, n_forward=3, seed=2)
+    for tensors, value in ((data.tensors, np.nan), (zeros.tensors, 0.0)):
+        tensors.train_spikes_heldout[:, :4] = value
+        tensors.train_spikes_heldin[3:6, 2:5, :3] = value
+    masked = LFADS(**TINY, max_epochs=3).fit(data.tensors)
+    silent = LFADS(**TINY, max_epochs=3).fit(zeros.tensors)
+    assert all(np.isfinite(r.train_loss) and np.isfinite(r.valid_loss) for r in masked.history_)
+    assert masked.history_[0].train_recon != silent.history_[0].train_recon
+    # With the held-out units' first bins unobserved in every training trial, nothing there was
+    # fitted to zero: the model predicts clearly more there than a model fitted to the zeros
+    # (a model that read NaN as 0 would predict the same in both).
+    rates, zero_rates = masked.predict(data.tensors), silent.predict(zeros.tensors)
+    assert rates.train_rates_heldout[:, :4].mean() > 1.3 * zero_rates.train_rates_heldout[:, :4].mean()
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -133,7 +162,6 @@ def test_missing_data_are_masked_out_of_training():
     (dict(batch_size=2.5), "batch_size"),
     (dict(lr=-1e-3), "lr"),
     (dict(co_dim=4, con_dim=0), "controller"),
-    (dict(resume=True), "checkpoint_dir"),
     (dict(device="tpu"), "device"),
 ])
 def test_bad_hyperparameters_fail_at_construction(bad, message):

@@ -84,21 +84,44 @@ def test_bad_input_fails_before_any_work(synthetic_root: Path, tmp_path: Path) -
     assert not list(tmp_path.glob("*.h5"))
 
 
+TINY_LFADS = dict(ic_enc_dim=8, ci_enc_dim=4, con_dim=4, co_dim=1, ic_dim=4, gen_dim=8, fac_dim=3,
+                  batch_size=32, max_epochs=1, log_every=0, n_samples=2)
+
+
 def test_lfads_checkpoints_by_default_and_resume_reaches_them(synthetic_root: Path, tmp_path: Path) -> None:
-    tiny = dict(ic_enc_dim=8, ci_enc_dim=4, con_dim=4, co_dim=1, ic_dim=4, gen_dim=8, fac_dim=3,
-                batch_size=32, max_epochs=1, log_every=0, n_samples=2)
-    run = run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=tiny, root=synthetic_root,
-                   submissions_dir=tmp_path, checkpoints_dir=tmp_path / "checkpoints", n_boot=10)
-    folder = tmp_path / "checkpoints" / "synth_maze_small_val_20ms_lfads"
-    assert run.hyperparameters["checkpoint_dir"] == str(folder)
-    assert (folder / "last.pt").exists()
-    (folder / "last.pt").write_bytes(b"not a checkpoint")
+    checkpoints = tmp_path / "checkpoints"
+    run = run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=TINY_LFADS, root=synthetic_root,
+                   submissions_dir=tmp_path, checkpoints_dir=checkpoints, n_boot=10)
+    assert run.checkpoints is not None and run.checkpoints.parent == checkpoints
+    assert run.checkpoints.name == f"synth_maze_small_val_20ms_lfads_{run.record.hyperparameter_hash}"
+    assert "checkpoint_dir" not in run.hyperparameters and run.runtime["threads"] == 1
+    assert (run.checkpoints / "last.pt").exists()
+    (run.checkpoints / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="last.pt: not a readable LFADS checkpoint"):
-        run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=tiny, root=synthetic_root,
-                 submissions_dir=tmp_path, checkpoints_dir=tmp_path / "checkpoints", resume=True)
+        run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=TINY_LFADS, root=synthetic_root,
+                 submissions_dir=tmp_path, checkpoints_dir=checkpoints, resume=True)
     with pytest.raises(ModelError, match="'gpfa' does not checkpoint its training; models that do: lfads"):
         run_eval("synth_maze_small", "gpfa", bin_ms=20, root=synthetic_root, submissions_dir=tmp_path,
                  resume=True)
+
+
+def test_resume_with_changed_settings_is_refused_before_any_work(synthetic_root: Path, tmp_path: Path) -> None:
+    """The bug where `--resume --set lr=0.05` continued with the old optimiser state: other
+    hyperparameters belong to another checkpoint folder, so there is nothing to resume."""
+    checkpoints = tmp_path / "checkpoints"
+    run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=TINY_LFADS, root=synthetic_root,
+             submissions_dir=tmp_path, checkpoints_dir=checkpoints, n_boot=10, record=False)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ModelError, match="no checkpoint of this run with these hyperparameters.*other settings: "
+                                         "synth_maze_small_val_20ms_lfads_"):
+        run_eval("synth_maze_small", "lfads", bin_ms=20, overrides={**TINY_LFADS, "lr": 0.05, "cd_rate": 0.5},
+                 root=synthetic_root, submissions_dir=tmp_path, checkpoints_dir=checkpoints, resume=True)
+    assert sorted(tmp_path.rglob("*")) == before
+    # Runtime settings are not hyperparameters: a resume with more threads is the same run.
+    again = run_eval("synth_maze_small", "lfads", bin_ms=20, overrides={**TINY_LFADS, "threads": 2},
+                     root=synthetic_root, submissions_dir=tmp_path, checkpoints_dir=checkpoints, resume=True,
+                     n_boot=10, record=False)
+    assert again.runtime["threads"] == 2
 
 
 def test_cli_reports_errors_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,11 +22,10 @@ from nlb_suite.outputs.artifacts import latents_path, write_artifacts
 from nlb_suite.outputs.results import RunRecord, read_records
 from nlb_suite.pipeline import run_eval
 from nlb_suite.report.html import REPORT_NAME, write_html_report
+from nlb_suite.report.loading import View, gather_view
 from nlb_suite.report.published import PUBLISHED_LABEL, published_results
 from nlb_suite.report.tables import TableKey, format_value
 from nlb_suite.report.views import (
-    View,
-    gather_view,
     inputs_around_bump,
     psth_comparison,
     single_trials,

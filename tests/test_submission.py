@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from nlb_suite.cli import main
-from nlb_suite.commands import score as score_command
 from nlb_suite.core.arrays import RATE_ARRAYS, EvalTargets, Rates
+from nlb_suite.data import test_targets
 from nlb_suite.datasets import BUILTIN, Asset, DatasetSpec, ExpectedCounts
 from nlb_suite.outputs.submission import (
     ExpectedShapes,
@@ -408,11 +408,11 @@ def test_score_test_phase_refuses_a_file_of_the_wrong_size_or_digest(
     ground_truth = data / "eval_data_test.h5"
     ground_truth.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
     assert main(["score", str(submission), "--phase", "test", "--data-dir", str(data)]) == 2
-    assert "43 bytes, but the published file has 105,927,616" in capsys.readouterr().err
+    assert "43 bytes, expected 105,927,616: it is truncated, altered or another file" in capsys.readouterr().err
     with ground_truth.open("r+b") as file:
-        file.truncate(score_command.TEST_TARGETS_SIZE)  # right size, wrong content (sparse zeros)
+        file.truncate(test_targets.TEST_TARGETS.size)  # right size, wrong content (sparse zeros)
     assert main(["score", str(submission), "--phase", "test", "--data-dir", str(data)]) == 2
-    assert f"differs from the published file's {score_command.TEST_TARGETS_SHA256}" in capsys.readouterr().err
+    assert f"expected {test_targets.TEST_TARGETS.sha256}" in capsys.readouterr().err
 
 
 def test_score_test_phase_uses_the_verified_ground_truth(
@@ -424,7 +424,8 @@ def test_score_test_phase_uses_the_verified_ground_truth(
     ground_truth = data / "eval_data_test.h5"
     ground_truth.write_bytes(targets.read_bytes())
     # Stand-in reference: the real file is 106 MB; the check itself is what is tested here.
-    monkeypatch.setattr(score_command, "TEST_TARGETS_SIZE", ground_truth.stat().st_size)
-    monkeypatch.setattr(score_command, "TEST_TARGETS_SHA256", hashlib.sha256(ground_truth.read_bytes()).hexdigest())
+    monkeypatch.setattr(test_targets, "TEST_TARGETS", Asset(
+        path="eval_data_test.h5", size=ground_truth.stat().st_size,
+        sha256=hashlib.sha256(ground_truth.read_bytes()).hexdigest()))
     assert main(["score", str(submission), "--phase", "test", "--data-dir", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == evaluate(str(targets), str(submission))

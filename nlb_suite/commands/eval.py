@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..datasets import DEFAULT_DATASET
-from ..models.base import model_names
-from ..pipeline import DEFAULT_CHECKPOINTS, DEFAULT_SUBMISSIONS, run_eval
+from ..outputs.locations import CHECKPOINTS, SUBMISSIONS
+from ._common import add_bin, add_dataset, add_out, add_overrides, add_phase, add_results, chosen_dataset
 
 NAME = "eval"
-HELP = "fit a model, write its submission, score it (val phase) and append the results record"
+HELP = "fit a model, write its submission, score it (val phase; test phase on synthetic data) and record the run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help=f"one of: {', '.join(model_names())}")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET,
-                        help=f"dataset name or path to a dataset .toml (default: {DEFAULT_DATASET})")
-    parser.add_argument("--phase", choices=("val", "test"), default="val")
-    parser.add_argument("--bin", dest="bin_ms", type=int, default=5, help="bin size in ms (5 or 20)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a hyperparameter from baselines/<model>.toml (repeatable)")
-    parser.add_argument("--submissions", type=Path, default=DEFAULT_SUBMISSIONS,
-                        help="folder for submission files (default: submissions/)")
-    parser.add_argument("--results", default=None, help="results store (default: $NLB_SUITE_RESULTS or results/results.jsonl)")
+    parser.add_argument("--model", "-m", required=True,
+                        help="a model name (`nlb-suite models` lists them: smoothing, gpfa, kalman, lfads, ...)")
+    add_dataset(parser)
+    add_phase(parser)
+    add_bin(parser)
+    add_overrides(parser)
+    add_out(parser, SUBMISSIONS, "folder for the submission file")
+    add_results(parser)
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     parser.add_argument("--no-fetch", action="store_true", help="never download; fail if DANDI files are missing")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted training run from its last checkpoint "
-                             f"(in {DEFAULT_CHECKPOINTS}/<run name>/ unless checkpoint_dir is set)")
+                             f"(in {CHECKPOINTS}/<run name>_<hyperparameter hash>/)")
 
 
 def _fmt(value: float | None) -> str:
@@ -36,10 +32,12 @@ def _fmt(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..pipeline import run_eval
+
     result = run_eval(
-        args.dataset, args.model, phase=args.phase, bin_ms=args.bin_ms, overrides=args.overrides,
-        root=args.data_dir, fetch=not args.no_fetch, submissions_dir=args.submissions, results=args.results,
-        n_boot=args.n_boot, resume=args.resume,
+        chosen_dataset(args), args.model, phase=args.phase, bin_ms=args.bin_ms, overrides=args.overrides,
+        root=args.data_dir, fetch=not args.no_fetch, submissions_dir=args.out, results=args.results,
+        n_boot=args.n_boot, resume=args.resume, checkpoints_dir=CHECKPOINTS,
     )
     print(f"submission: {result.submission}")
     if result.latents is not None:

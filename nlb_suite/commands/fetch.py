@@ -7,7 +7,6 @@ import argparse
 from ..data.fetch import (
     API_URL_ENV_VAR,
     DEFAULT_API_URL,
-    FetchError,
     FileStatus,
     check_files,
     dandiset_page_url,
@@ -16,13 +15,14 @@ from ..data.fetch import (
 )
 from ..data.paths import data_dir
 from ..datasets import BUILTIN, get_spec
+from ._common import UsageError, add_dataset, chosen_datasets
 
 NAME = "fetch"
 HELP = "download NLB datasets from DANDI into the data directory (verified by size and sha256, resumable)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", metavar="NAME", help="datasets to fetch (see `nlb-suite datasets`)")
+    add_dataset(parser, several=True, positional=True, default=None)
     parser.add_argument("--all", action="store_true", help="fetch every dataset that is on DANDI")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the files, their sizes and state, and the total to download; download nothing")
@@ -45,10 +45,11 @@ def _state(status: FileStatus) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.all == bool(args.names):
-        raise FetchError("name the datasets to fetch, or use --all (not both)")
+    names = chosen_datasets(args)
+    if args.all == bool(names):
+        raise UsageError("name the datasets to fetch, or use --all (not both)")
     specs = ([spec for spec in BUILTIN.values() if spec.source == "dandi"] if args.all
-             else [get_spec(name) for name in args.names])
+             else [get_spec(name) for name in names])
     url = resolve_api_url(args.dandi_api_url)
     root = data_dir(args.data_dir)
     checked = [(spec, check_files(spec, root)) for spec in specs]

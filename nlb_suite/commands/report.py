@@ -4,10 +4,9 @@ also the HTML report with figures (`report_html.py`)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..outputs.results import ENV_VAR, read_records, results_path
-from ..report.tables import write_tables
+from ..outputs.locations import REPORTS
+from ._common import add_out, add_results
 
 NAME = "report"
 HELP = ("write leaderboard tables (Markdown and CSV) from the results store, with published reference rows; "
@@ -15,10 +14,8 @@ HELP = ("write leaderboard tables (Markdown and CSV) from the results store, wit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", default=None, metavar="FILE",
-                        help=f"results store (default: ${ENV_VAR} or results/results.jsonl)")
-    parser.add_argument("--out", default="reports", type=Path, metavar="DIR",
-                        help="folder for the report files (default: reports/)")
+    add_results(parser)
+    add_out(parser, REPORTS, "folder for the report files")
     parser.add_argument("--all-runs", action="store_true",
                         help="list every run, not only the latest per model and hyperparameter set")
     parser.add_argument("--html", action="store_true",
@@ -26,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..outputs.results import read_records, results_path
+    from ..report.tables import write_tables
+
     store = results_path(args.results)
     records = read_records(store)
     print(f"{store}: {len(records)} run(s)")

@@ -9,22 +9,23 @@ import argparse
 import dataclasses
 import time
 
-from ..datasets import BUILTIN, get_spec
-from ..datasets.synthetic import SyntheticDataError, dataset_folder, generate, read_manifest
+from ..datasets import get_spec
+from ._common import add_dataset, chosen_dataset
 
 NAME = "synth"
 HELP = "generate a synthetic dataset (NWB train and test files plus true rates) into the data directory"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    synthetic = [name for name, spec in BUILTIN.items() if spec.source == "synthetic"]
-    parser.add_argument("name", metavar="NAME", help=f"synthetic dataset: {', '.join(synthetic)}")
+    add_dataset(parser, positional=True, default=None)
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset's files if they exist")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the dataset's own)")
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = get_spec(args.name)
+    from ..datasets.synthetic import SyntheticDataError, dataset_folder, generate, read_manifest
+
+    spec = get_spec(chosen_dataset(args))
     if args.seed is not None:
         if args.seed < 0:
             raise SyntheticDataError(f"--seed must be a non-negative integer, got {args.seed}")

@@ -13,36 +13,33 @@ import argparse
 from pathlib import Path
 
 from ..core.paths import inside
-from ..datasets import DEFAULT_DATASET, get_spec
-from ..scoring.targets_io import TargetsFileError, write_targets
-from ..tensors import make_targets
+from ..datasets import get_spec
+from ..outputs.locations import SUBMISSIONS
+from ._common import add_bin, add_dataset, add_out, add_phase, chosen_dataset
 
 NAME = "targets"
 HELP = "write a dataset's evaluation targets (held-out spikes, behaviour, PSTHs) as an NLB eval-target file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", nargs="?", default=DEFAULT_DATASET,
-                        help=f"dataset name or a dataset .toml file (default: {DEFAULT_DATASET})")
-    parser.add_argument("--phase", choices=("val", "test"), default="val",
-                        help="val: score on the train file's val trials (default)")
-    parser.add_argument("--bin", dest="bin_ms", type=int, default=5, help="bin size in ms (default: 5)")
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="output file (default: submissions/<group>_<phase>_targets.h5)")
-
-
-DEFAULT_FOLDER = Path("submissions")
+    add_dataset(parser, positional=True)
+    add_phase(parser)
+    add_bin(parser)
+    add_out(parser, None, "output file (default: submissions/<group>_<phase>_targets.h5)")
 
 
 def default_path(group: str, phase: str) -> Path:
-    return inside(DEFAULT_FOLDER, f"{group}_{phase}_targets.h5")
+    return inside(SUBMISSIONS, f"{group}_{phase}_targets.h5")
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = get_spec(args.dataset)
+    from ..scoring.targets_io import TargetsFileError, write_targets
+    from ..tensors import make_targets
+
+    spec = get_spec(chosen_dataset(args))
     spec.check_bin(args.bin_ms)
     group = spec.result_name(args.bin_ms)
-    output = args.output or default_path(group, args.phase)
+    output = args.out or default_path(group, args.phase)
     targets = make_targets(spec, args.phase, args.bin_ms, args.data_dir)
     try:
         path = write_targets(output, {group: targets})

@@ -9,17 +9,13 @@ it flags values that are valid but almost surely a mistake, such as an all-zero 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..datasets import BUILTIN, get_spec
-from ..outputs.submission import (
-    ExpectedShapes,
-    Problem,
-    SubmissionError,
-    expected_for_dataset,
-    read_submission,
-    suspicious_values,
-    validate_submission,
-)
+from ._common import add_bin, add_dataset, add_phase, chosen_datasets
+
+if TYPE_CHECKING:
+    from ..outputs.submission import ExpectedShapes, Problem
 
 NAME = "validate"
 HELP = ("check a submission file: groups, array names, shapes, dtype, links, NaN / inf / negative rates, "
@@ -28,15 +24,11 @@ HELP = ("check a submission file: groups, array names, shapes, dtype, links, NaN
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="submission HDF5 file")
-    parser.add_argument(
-        "--dataset", nargs="+", action="extend", metavar="NAME",
-        help="dataset name(s) or .toml spec(s) the file must hold (default: every group in the file, "
-             "each named after a known dataset, e.g. mc_maze or mc_maze_20)",
-    )
-    parser.add_argument("--phase", choices=("val", "test"), default="val",
-                        help="which trial counts to expect (default: val)")
-    parser.add_argument("--bin", type=int, choices=(5, 20), default=None, dest="bin_ms",
-                        help="bin size in ms of the --dataset groups (default: 5)")
+    # Without --dataset every group is checked against the known dataset its name gives
+    # (e.g. mc_maze or mc_maze_20).
+    add_dataset(parser, several=True, default=None)
+    add_phase(parser)
+    add_bin(parser, default=None)
 
 
 def _groups_by_name() -> dict[str, tuple[str, int]]:
@@ -47,6 +39,9 @@ def _groups_by_name() -> dict[str, tuple[str, int]]:
 
 
 def _expected_from_names(groups: list[str], phase: str) -> tuple[dict[str, ExpectedShapes], list[Problem]]:
+    from ..core.arrays import check_phase
+    from ..outputs.submission import Problem, expected_for_dataset
+
     """Expectations for each group, read off its name; a name no dataset has is a problem."""
     known = _groups_by_name()
     expected: dict[str, ExpectedShapes] = {}
@@ -57,19 +52,27 @@ def _expected_from_names(groups: list[str], phase: str) -> tuple[dict[str, Expec
                 "not a known dataset group name; pass --dataset (and --bin) to say what it holds", group))
             continue
         dataset, bin_ms = known[group]
-        expected |= expected_for_dataset(BUILTIN[dataset], phase, bin_ms)
+        expected |= expected_for_dataset(BUILTIN[dataset], check_phase(phase), bin_ms)
     return expected, problems
 
 
 def _problems(args: argparse.Namespace) -> tuple[list[str], list[Problem]]:
     """The groups checked and every problem found."""
+    from ..outputs.submission import (
+        SubmissionError,
+        expected_for_dataset,
+        read_submission,
+        suspicious_values,
+        validate_submission,
+    )
+
     try:
         arrays = read_submission(args.file)
     except SubmissionError as err:
         return [], err.problems
-    if args.dataset:
+    if chosen_datasets(args):
         expected: dict[str, ExpectedShapes] = {}
-        for name in args.dataset:
+        for name in chosen_datasets(args):
             expected |= expected_for_dataset(get_spec(name), args.phase, args.bin_ms or 5)
         naming_problems: list[Problem] = []
     else:

@@ -1,20 +1,5 @@
-"""The core everything stands on: errors, the dataset specification, the array types that pass
-between layers, and atomic writes. It imports nothing else of the suite."""
-
-from .arrays import (
-    RATE_ARRAYS,
-    EvalTargets,
-    LatentKind,
-    Phase,
-    Rates,
-    Sizes,
-    Slot,
-    Tensors,
-    TrueRates,
-    latent_key,
-)
-from .errors import NlbSuiteError
-from .spec import Asset, DatasetSpec, ExpectedCounts, SpecError
-
-__all__ = ["RATE_ARRAYS", "Asset", "DatasetSpec", "EvalTargets", "ExpectedCounts", "LatentKind", "NlbSuiteError",
-           "Phase", "Rates", "Sizes", "Slot", "SpecError", "Tensors", "TrueRates", "latent_key"]
+"""The core everything stands on: errors (`errors.py`), the dataset specification (`spec.py`), the
+array types that pass between layers (`arrays.py`: Tensors, EvalTargets, Rates, TrueRates, their
+names and shapes), bits per spike (`poisson.py`) and atomic writes (`atomic.py`). It imports
+nothing else of the suite, and this file imports nothing at all, so that light users (the
+command-line parser) load only what they name."""

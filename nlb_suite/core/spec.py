@@ -7,9 +7,10 @@ describe their own datasets in a small TOML file with the same fields (`datasets
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import NlbSuiteError
 
@@ -132,3 +133,24 @@ class DatasetSpec:
 
     def with_paths(self, train: str | Path, test: str | Path) -> DatasetSpec:
         return replace(self, train=replace(self.train, path=str(train)), test=replace(self.test, path=str(test)))
+
+
+def spec_to_dict(spec: DatasetSpec) -> dict[str, object]:
+    """A JSON-ready form of `spec` (results records keep it for datasets that are not built in)."""
+    return asdict(spec)
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> DatasetSpec:
+    """The spec `spec_to_dict` wrote; SpecError when it is not one."""
+    try:
+        values = dict(data)
+        values["train"] = Asset(**values["train"])
+        values["test"] = Asset(**values["test"])
+        values["expected"] = ExpectedCounts(**values.get("expected", {}))
+        for key in ("window_ms", "psth_conditions", "bin_sizes"):
+            if key in values:
+                values[key] = tuple(values[key])
+        values["generator_args"] = tuple(tuple(pair) for pair in values.get("generator_args", ()))
+        return DatasetSpec(**values)
+    except (KeyError, TypeError, ValueError) as err:
+        raise SpecError(f"not a dataset spec ({err})") from None

@@ -54,6 +54,7 @@ class Behavior:
     def times(self) -> np.ndarray:
         if self.timestamps is not None:
             return self.timestamps
+        assert self.rate is not None, "a series without timestamps has a rate"
         return np.arange(self.data.shape[0]) / self.rate + self.starting_time
 
 

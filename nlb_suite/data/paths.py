@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ..core.errors import NlbSuiteError
 from ..core.spec import Asset, DatasetSpec
-from .truth import TRUTH_FILE
 
 ENV_VAR = "NLB_SUITE_DATA"
+# A synthetic dataset's ground truth, beside its NWB files (its format: `truth.py`).
+TRUTH_FILE = "truth.h5"
 
 
 class MissingDataError(NlbSuiteError, FileNotFoundError):

@@ -30,7 +30,6 @@ import numpy as np
 from ..core.atomic import atomic_path
 from ..core.errors import NlbSuiteError
 
-TRUTH_FILE = "truth.h5"
 TRUTH_BIN_MS = 5
 MARGIN_MS = 50
 

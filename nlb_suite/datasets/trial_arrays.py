@@ -1,14 +1,21 @@
-"""Users' trial arrays (spike counts at 1 ms, trials x units x ms) -> NLB-layout NWB files and the
-`DatasetSpec` that describes them."""
+"""Users' trial arrays (spike counts at 1 ms, trials x units x ms, optionally behaviour at 1 ms,
+trials x ms x channels) -> NLB-layout NWB files and the `DatasetSpec` that describes them.
+
+`read_trial_arrays` reads them from a MATLAB struct array (one element per trial: a units x ms
+matrix, a condition label and optionally a ms x channels behaviour matrix, e.g. the Yu et al.
+2009 PMd recordings) or from an .npz file (`spikes`, `conditions` and optionally `behavior`);
+`write_trial_arrays` writes the files."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..core.spec import Asset, DatasetSpec, ExpectedCounts
+from ..core.errors import NlbSuiteError
+from ..core.spec import Asset, DatasetSpec, ExpectedCounts, check_name
 from ..data.nwb_write import (
     SPIKE_SAMPLE_RATE,
     BehaviorSeries,
@@ -22,6 +29,65 @@ from ..data.nwb_write import (
     spike_times_from_samples,
     write_nlb_nwb,
 )
+
+
+class TrialArraysError(NlbSuiteError, ValueError):
+    """A file of trial arrays that cannot be read as such."""
+
+
+@dataclass(frozen=True)
+class TrialArrays:
+    """Trials of one recording at 1 ms: `spikes` (trials, units, ms) counts, `conditions`
+    (trials,) labels, `behavior` (trials, ms, channels) or None."""
+
+    spikes: np.ndarray
+    conditions: np.ndarray
+    behavior: np.ndarray | None = None
+
+
+def read_trial_arrays(path: Path, struct: str = "D", spikes_field: str = "data", condition_field: str = "condition",
+                      behavior_field: str | None = None) -> TrialArrays:
+    """Trial arrays from a .mat struct array or an .npz (see the module docstring); the behaviour
+    is read when `behavior_field` names it (an .npz array or a struct field)."""
+    if not path.is_file():
+        raise TrialArraysError(f"trial arrays not found: {path}")
+    if path.suffix == ".npz":
+        try:
+            saved = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise TrialArraysError(f"{path}: not a readable .npz file ({err})") from None
+        with saved:
+            wanted = ["spikes", "conditions"] + ([behavior_field] if behavior_field else [])
+            missing = [k for k in wanted if k not in saved]
+            if missing:
+                raise TrialArraysError(f"{path}: lacks array(s) {missing}; it holds {sorted(saved.files)}")
+            return TrialArrays(saved["spikes"], saved["conditions"],
+                               saved[behavior_field] if behavior_field else None)
+    from scipy.io import loadmat
+
+    try:
+        contents = loadmat(path, squeeze_me=True)
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise TrialArraysError(f"{path}: not a readable MATLAB file ({err})") from None
+    if struct not in contents:
+        raise TrialArraysError(f"{path}: no variable {struct!r}; it holds "
+                               f"{[k for k in contents if not k.startswith('__')]}")
+    trials = np.atleast_1d(contents[struct])
+    names = trials.dtype.names or ()
+    wanted = [spikes_field, condition_field] + ([behavior_field] if behavior_field else [])
+    missing = [f for f in wanted if f not in names]
+    if missing:
+        raise TrialArraysError(f"{path}: struct {struct!r} lacks field(s) {missing}; it has {list(names)}")
+    try:
+        spikes = np.stack([np.asarray(t[spikes_field]) for t in trials])
+        behavior = None
+        if behavior_field:
+            behavior = np.stack([np.asarray(t[behavior_field], dtype=float).reshape(spikes.shape[2], -1)
+                                 for t in trials])
+    except ValueError as err:
+        raise TrialArraysError(f"{path}: trials of different shapes in {struct!r} ({err})") from None
+    return TrialArrays(spikes, np.array([t[condition_field] for t in trials]), behavior)
+
 
 _BIN_CANDIDATES_MS = (5, 20)
 _FIRST_TRIAL_MS = 1000
@@ -107,6 +173,7 @@ def write_trial_arrays(
     real test files, with the held-in units only. Returns a `DatasetSpec` (source "user") whose
     paths are absolute and whose PSTH condition is the trials column `condition`.
     """
+    check_name(name)  # it becomes part of file names
     out_dir = Path(out_dir).expanduser().resolve()
     train_path = out_dir / f"{name}_train.nwb"
     test_path = out_dir / f"{name}_test.nwb"

@@ -10,28 +10,27 @@ computed once and only the means are propagated per trial, as batched matrix pro
 entry of y removes that observation dimension from the update of that bin of that trial; it is
 never read as zero.
 
-Rates: a `PoissonReadout` from the smoothed latent means to every held-in and held-out unit.
-Forward window: the dynamics run on without input from each eval trial's last smoothed state,
-x_{T-1+j} = A^j x_{T-1}, through the same readout.
+Rates: a `LatentReadout` from the smoothed latent means to every held-in and held-out unit.
+Forward window: the dynamics run on without input from each trial's last smoothed state,
+x_{T-1+j} = A^j x_{T-1}, through the readout's forward part.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 
-from ..core.arrays import Rates, Tensors
-from .base import ModelError, check_range, register_model
-from .readout import PoissonReadout
+from ..core.arrays import LatentKind, Rates, Tensors, latent_key
+from .base import Estimator, Hyperparameters, ModelError, not_fitted, param
+from .linear import factor_analysis, group_by_pattern
+from .readout import LatentReadout
 
 _LOG_2PI = np.log(2 * np.pi)
 # R is floored at this fraction of the mean observation variance: a unit that never fires would
 # otherwise get zero noise variance and an infinitely confident, singular update.
 _MIN_OBSERVATION_VARIANCE_FRACTION = 1e-3
-TRANSFORMS = ("sqrt", "counts")
-# Factor analysis only seeds EM; this many of its iterations settle the noise variances.
-_FACTOR_ANALYSIS_ITERATIONS = 200
 
 
 @dataclass
@@ -92,8 +91,10 @@ def kalman_filter(ssm: LinearGaussianSSM, observations: np.ndarray) -> FilteredS
     n_trials, n_bins, _ = y.shape
     k = ssm.latent_dim
     observed = ~np.isnan(y)
-    trial_group = _missing_pattern_index(observed)
-    groups = [np.flatnonzero(trial_group == g) for g in range(trial_group.max() + 1)]
+    groups = [pattern.members for pattern in group_by_pattern(observed)]
+    trial_group = np.empty(n_trials, dtype=np.intp)
+    for g, members in enumerate(groups):
+        trial_group[members] = g
     y = np.where(observed, y, 0.0)
     means = np.empty((n_trials, n_bins, k))
     covs = np.empty((len(groups), n_bins, k, k))
@@ -187,77 +188,70 @@ def fit_lds_em(observations: np.ndarray, latent_dim: int, n_iter: int, tolerance
     return EmFit(ssm=ssm, log_likelihoods=history)
 
 
-@register_model("kalman")
-class KalmanModel:
-    """LDS on transformed held-in counts, EM fit, RTS-smoothed latents, Poisson GLM readout.
+@dataclass(frozen=True)
+class KalmanConfig(Hyperparameters):
+    """`latent_dim`; EM `n_iter` (most iterations) and `tolerance` (relative log-likelihood gain
+    below which EM stops); `transform` of the counts ("sqrt" or "counts"); `readout_alpha`, the
+    L2 penalty of the Poisson readout. The fit is deterministic: it starts from factor analysis
+    and samples nothing."""
 
-    Hyperparameters: `latent_dim`; EM `n_iter` (most iterations) and `tolerance` (relative
-    log-likelihood gain below which EM stops); `transform` of the counts ("sqrt" or "counts");
-    `readout_alpha`, the L2 penalty of the Poisson readout. The fit is deterministic: it starts
-    from factor analysis and samples nothing.
-    """
+    OWNER: ClassVar[str] = "kalman"
 
-    def __init__(self, latent_dim: int = 16, n_iter: int = 200, tolerance: float = 1e-6,
-                 transform: str = "sqrt", readout_alpha: float = 0.01) -> None:
-        check_range("kalman", "latent_dim", latent_dim, 1, integer=True)
-        check_range("kalman", "n_iter", n_iter, 1, integer=True)
-        check_range("kalman", "tolerance", tolerance, 0)
-        check_range("kalman", "readout_alpha", readout_alpha, 0)
-        if transform not in TRANSFORMS:
-            raise ModelError(f"kalman: transform must be one of {TRANSFORMS}, got {transform!r}")
-        self.latent_dim = int(latent_dim)
-        self.n_iter = int(n_iter)
-        self.tolerance = float(tolerance)
-        self.transform = transform
-        self.readout_alpha = float(readout_alpha)
+    latent_dim: int = param(16, low=1)
+    n_iter: int = param(200, low=1)
+    tolerance: float = param(1e-6, low=0)
+    transform: Literal["sqrt", "counts"] = param("sqrt")
+    readout_alpha: float = param(0.01, low=0)
 
-    def fit(self, tensors: Tensors) -> "KalmanModel":
+
+class KalmanModel(Estimator[KalmanConfig]):
+    """LDS on transformed held-in counts, EM fit, RTS-smoothed latents, Poisson GLM readout."""
+
+    Config = KalmanConfig
+
+    def fit(self, tensors: Tensors) -> KalmanModel:
         """EM on the training trials' held-in spikes, then the readout on their smoothed latents."""
-        if self.latent_dim > tensors.n_heldin:
-            raise ModelError(f"kalman: latent_dim {self.latent_dim} exceeds the {tensors.n_heldin} "
+        cfg = self.config
+        if cfg.latent_dim > tensors.n_heldin:
+            raise ModelError(f"kalman: latent_dim {cfg.latent_dim} exceeds the {tensors.n_heldin} "
                              f"held-in units of {tensors.dataset}")
         if tensors.n_bins < 2:
             raise ModelError(f"kalman: {tensors.dataset} has {tensors.n_bins} bin(s) per trial; need 2")
-        em = fit_lds_em(self._observations(tensors.train_spikes_heldin), self.latent_dim,
-                        self.n_iter, self.tolerance)
+        em = fit_lds_em(self._observations(tensors.train_spikes_heldin), cfg.latent_dim, cfg.n_iter, cfg.tolerance)
         self.ssm_, self.log_likelihoods_ = em.ssm, em.log_likelihoods
         latents = self.latents(tensors.train_spikes_heldin)
-        counts = np.concatenate([tensors.train_spikes_heldin, tensors.train_spikes_heldout], axis=2)
-        self.readout_ = PoissonReadout(alpha=self.readout_alpha).fit(
-            latents.reshape(-1, self.latent_dim), counts.reshape(-1, counts.shape[2]))
+        self.readout_ = LatentReadout(cfg.readout_alpha).fit(latents, self._propagate(latents, tensors.n_forward),
+                                                             tensors)
         return self
 
     def latents(self, spikes_heldin: np.ndarray) -> np.ndarray:
         """Smoothed latent means (trials, bins, latent_dim) of held-in spikes."""
         if not hasattr(self, "ssm_"):
-            raise ModelError("kalman: latents requested before fit")
+            raise not_fitted("kalman", "latents")
         return kalman_smoother(self.ssm_, self._observations(spikes_heldin)).means
 
     def predict(self, tensors: Tensors) -> Rates:
         """Rates from smoothed latents; forward window by running the dynamics on."""
         if not hasattr(self, "readout_"):
-            raise ModelError("kalman: predict called before fit")
+            raise not_fitted("kalman")
         train_latents = self.latents(tensors.train_spikes_heldin)
         eval_latents = self.latents(tensors.eval_spikes_heldin)
-        state = eval_latents[:, -1]
-        forward_latents = np.empty((tensors.n_eval, tensors.n_forward, self.latent_dim))
-        for j in range(tensors.n_forward):
-            state = state @ self.ssm_.transition.T
-            forward_latents[:, j] = state
-        return Rates.from_all_units(
-            train=self._rates(train_latents), evaluation=self._rates(eval_latents),
-            forward=self._rates(forward_latents), n_heldin=tensors.n_heldin,
-            latents={"train_latents": train_latents.astype(np.float32),
-                     "eval_latents": eval_latents.astype(np.float32)},
-        )
+        return self.readout_.rates(train_latents, eval_latents, self._propagate(eval_latents, tensors.n_forward),
+                                   latents={latent_key("train", LatentKind.STATES): train_latents.astype(np.float32),
+                                            latent_key("eval", LatentKind.STATES): eval_latents.astype(np.float32)})
 
-    def _rates(self, latents: np.ndarray) -> np.ndarray:
-        rows = self.readout_.predict(latents.reshape(-1, self.latent_dim))
-        return rows.reshape(*latents.shape[:2], -1)
+    def _propagate(self, latents: np.ndarray, n_forward: int) -> np.ndarray:
+        """The dynamics run on from each trial's last state: (trials, n_forward, latent_dim)."""
+        state = latents[:, -1]
+        forward = np.empty((len(latents), n_forward, latents.shape[2]))
+        for j in range(n_forward):
+            state = state @ self.ssm_.transition.T
+            forward[:, j] = state
+        return forward
 
     def _observations(self, spikes: np.ndarray) -> np.ndarray:
         counts = np.asarray(spikes, dtype=np.float64)
-        return np.sqrt(counts) if self.transform == "sqrt" else counts
+        return np.sqrt(counts) if self.config.transform == "sqrt" else counts
 
 
 def _m_step(smoothed: SmoothedStates, y: np.ndarray, observed: np.ndarray,
@@ -313,10 +307,8 @@ def _factor_analysis_start(y: np.ndarray, latent_dim: int, noise_floor: float) -
     rows = y.reshape(-1, n_outputs)
     offset = np.nanmean(rows, axis=0)
     centred = np.where(np.isnan(rows), 0.0, rows - offset)  # missing entries at the mean
-    factors = _factor_analysis(centred.T @ centred / rows.shape[0], latent_dim, noise_floor)
-    loadings, noise = factors.loadings, factors.noise
-    posterior_gain = np.linalg.solve(loadings @ loadings.T + np.diag(noise), loadings).T
-    scores = (centred @ posterior_gain.T).reshape(n_trials, n_bins, latent_dim)
+    factors = factor_analysis(centred.T @ centred / rows.shape[0], rows.shape[0], latent_dim, noise_floor)
+    scores = (centred @ factors.posterior_gain().T).reshape(n_trials, n_bins, latent_dim)
     before, after = scores[:, :-1].reshape(-1, latent_dim), scores[:, 1:].reshape(-1, latent_dim)
     transition = np.linalg.lstsq(before, after, rcond=None)[0].T
     innovations = after - before @ transition.T
@@ -324,31 +316,9 @@ def _factor_analysis_start(y: np.ndarray, latent_dim: int, noise_floor: float) -
     ridge = 1e-6 * np.eye(latent_dim)  # keeps covariances positive definite for tiny samples
     return LinearGaussianSSM(
         transition=transition, transition_cov=np.cov(innovations.T, bias=True) + ridge,
-        observation=loadings, observation_offset=offset, observation_cov=np.diag(noise),
+        observation=factors.loadings, observation_offset=offset, observation_cov=np.diag(factors.noise),
         initial_mean=initial.mean(axis=0),
         initial_cov=np.atleast_2d(np.cov(initial.T, bias=True)) + ridge)
-
-
-@dataclass
-class _FactorModel:
-    loadings: np.ndarray  # (outputs, latents)
-    noise: np.ndarray  # private variance of each output, (outputs,)
-
-
-def _factor_analysis(cov: np.ndarray, latent_dim: int, noise_floor: float) -> _FactorModel:
-    """Factor analysis of the sample covariance `cov`: given the noise, the best loadings are the
-    leading eigenvectors of the noise-whitened covariance (Barber 2012, as in scikit-learn's
-    FactorAnalysis), then the noise is what they leave. Starting from all variance as noise
-    avoids the degenerate optima where a few high-variance units take all latents. It only seeds
-    the LDS's EM, so a fixed number of iterations is enough."""
-    noise = np.maximum(np.diag(cov).copy(), noise_floor)
-    for _ in range(_FACTOR_ANALYSIS_ITERATIONS):
-        scale = np.sqrt(noise)
-        eigenvalues, eigenvectors = np.linalg.eigh(cov / np.outer(scale, scale))
-        top = slice(None, -latent_dim - 1, -1)
-        loadings = scale[:, None] * eigenvectors[:, top] * np.sqrt(np.maximum(eigenvalues[top] - 1, 0))
-        noise = np.maximum(np.diag(cov) - (loadings**2).sum(axis=1), noise_floor)
-    return _FactorModel(loadings=loadings, noise=noise)
 
 
 def _observed_subset(ssm: LinearGaussianSSM, mask: np.ndarray) -> _ObservedSubset:
@@ -360,13 +330,6 @@ def _observed_subset(ssm: LinearGaussianSSM, mask: np.ndarray) -> _ObservedSubse
         dims=dims, observation=observation, offset=ssm.observation_offset[dims],
         noise_precision=noise_precision, information=observation.T @ noise_precision @ observation,
         noise_logdet=float(np.linalg.slogdet(noise_cov)[1]))
-
-
-def _missing_pattern_index(observed: np.ndarray) -> np.ndarray:
-    """For each trial, the index of its (bins, outputs) observed mask among the distinct masks,
-    numbered in order of first appearance."""
-    index: dict[bytes, int] = {}
-    return np.array([index.setdefault(trial.tobytes(), len(index)) for trial in observed], dtype=np.intp)
 
 
 def _check_observations(ssm: LinearGaussianSSM, observations: np.ndarray) -> np.ndarray:

@@ -14,10 +14,12 @@ reach machine precision, and every expensive product is one matrix multiplicatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from .base import ModelError, check_range
+from ..core.arrays import Rates
+from .base import ModelError, check_range, not_fitted
 
 # Bytes of the per-chunk outer-product matrix built while accumulating Hessians; bounds memory
 # without making the matrix multiplications too small to be efficient.
@@ -93,7 +95,7 @@ class PoissonReadout:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Rates exp(features @ coef_ + intercept_), shape (rows, units); NaN rows stay NaN."""
         if not hasattr(self, "coef_"):
-            raise ModelError("PoissonReadout.predict called before fit")
+            raise not_fitted("PoissonReadout")
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != self.coef_.shape[0]:
             raise ModelError(f"PoissonReadout.predict: features have shape {features.shape}, "
@@ -205,3 +207,64 @@ def _check_fit_arrays(features: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
         raise ModelError("PoissonReadout.fit: every row has a NaN feature")
     design = np.hstack([features[usable], np.ones((int(usable.sum()), 1))])
     return design, counts[usable]
+
+
+class LatentReadout:
+    """Rates of every unit (held-in and held-out) from per-bin features, the one readout of the
+    classical models: GPFA and Kalman latents, smoothing's log smoothed rates.
+
+    Trial window: one `PoissonReadout` from the window's features to the training trials'
+    spikes. Forward window: a second one, fitted on the training trials' forward spikes, from
+    the features the model has there (latents propagated past the window by its dynamics; none
+    for a model without dynamics, which leaves each unit's mean forward rate). Propagated latents
+    shrink towards the prior mean as they leave the data, so the window's readout would predict
+    forward rates that are too flat; the forward readout is calibrated on the training trials'
+    own propagated latents. MEASURE-FORWARD-RULE
+    """
+
+    def __init__(self, alpha: float) -> None:
+        check_range("LatentReadout", "alpha", alpha, 0)
+        self.alpha = float(alpha)
+
+    def fit(self, features: np.ndarray, forward_features: np.ndarray, spikes: _TrainingSpikes) -> LatentReadout:
+        """`features` (train trials, bins, d) and `forward_features` (train trials, forward
+        bins, d', d' may be 0) against the training trials' spikes."""
+        window = np.concatenate([spikes.train_spikes_heldin, spikes.train_spikes_heldout], axis=2)
+        forward = np.concatenate([spikes.train_spikes_heldin_forward, spikes.train_spikes_heldout_forward], axis=2)
+        self.n_heldin_ = spikes.train_spikes_heldin.shape[2]
+        self.window_ = PoissonReadout(alpha=self.alpha).fit(_rows(features), _rows(window))
+        self.forward_ = (PoissonReadout(alpha=self.alpha).fit(_rows(forward_features), _rows(forward))
+                         if forward.shape[1] else None)
+        return self
+
+    def rates(self, train_features: np.ndarray, eval_features: np.ndarray, eval_forward_features: np.ndarray,
+              latents: dict[str, np.ndarray] | None = None) -> Rates:
+        """`Rates` of training and evaluation trials and of the evaluation trials' forward window."""
+        if not hasattr(self, "window_"):
+            raise not_fitted("LatentReadout", "rates")
+        n_units = self.window_.coef_.shape[1]
+        if self.forward_ is None:
+            if eval_forward_features.shape[1]:
+                raise ModelError("LatentReadout: fitted without a forward window, asked for "
+                                 f"{eval_forward_features.shape[1]} forward bins")
+            forward = np.empty((len(eval_features), 0, n_units))
+        else:
+            forward = _predict(self.forward_, eval_forward_features)
+        return Rates.from_all_units(_predict(self.window_, train_features), _predict(self.window_, eval_features),
+                                    forward, self.n_heldin_, latents)
+
+
+class _TrainingSpikes(Protocol):
+    train_spikes_heldin: np.ndarray
+    train_spikes_heldout: np.ndarray
+    train_spikes_heldin_forward: np.ndarray
+    train_spikes_heldout_forward: np.ndarray
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    return array.reshape(-1, array.shape[-1]) if array.size else np.empty((int(np.prod(array.shape[:-1])), array.shape[-1]))
+
+
+def _predict(readout: PoissonReadout, features: np.ndarray) -> np.ndarray:
+    n_trials, n_bins, _ = features.shape
+    return readout.predict(_rows(features)).reshape(n_trials, n_bins, -1)

@@ -7,8 +7,9 @@ and unobserved (NaN) bins are averages of what was seen rather than zero-padded.
 log(smoothed rate + `log_offset`) of all held-in units; one `PoissonReadout` (L2 penalty `alpha`)
 maps them to every held-in and held-out unit.
 
-Forward window: a smoothing model has no dynamics to extrapolate with, so every eval trial gets
-each unit's mean count per bin over the forward windows of the training trials. Measured on
+Forward window: a smoothing model has no dynamics to extrapolate with, so its readout there has
+no features (`LatentReadout`) and every eval trial gets each unit's mean count per bin over the
+forward windows of the training trials. Measured on
 synth_maze (val, 5 ms, fp-bps): this -0.008; the readout of the last bin's features held
 constant -0.135; a GLM from the last bin's features to each forward bin -2.0 (overfits); the
 mean per forward bin -0.096 (a unit silent in one training bin gets rate 0 there).
@@ -20,95 +21,83 @@ refitted on all training trials.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy.ndimage import convolve1d
 
 from ..core.arrays import Rates, Tensors
-from .base import ModelError, check_range, register_model
-from .readout import PoissonReadout
+from .base import Estimator, Hyperparameters, ModelError, not_fitted, param
+from .readout import LatentReadout, PoissonReadout
 
 
-@register_model("smoothing")
-class SmoothingModel:
+@dataclass(frozen=True)
+class SmoothingConfig(Hyperparameters):
+    """Kernel sd `kern_sd_ms`, GLM penalty `alpha`, `log_offset` added before the log; with
+    `sweep`, the kernel and alpha are chosen from `kern_sd_grid_ms` x `alpha_grid` on
+    `validation_fraction` of the training trials (drawn with `seed`)."""
+
+    OWNER: ClassVar[str] = "smoothing"
+
+    kern_sd_ms: float = param(50.0, low=0, low_inclusive=False)
+    alpha: float = param(0.01, low=0)
+    log_offset: float = param(1e-4, low=0, low_inclusive=False)
+    sweep: bool = param(False)
+    kern_sd_grid_ms: tuple[float, ...] = param((20.0, 40.0, 60.0, 80.0, 100.0), low=0, low_inclusive=False)
+    alpha_grid: tuple[float, ...] = param((0.01, 0.1, 1.0), low=0)
+    validation_fraction: float = param(0.2, low=0, high=1, low_inclusive=False, high_inclusive=False)
+    seed: int = param(0, low=0)
+
+
+class SmoothingModel(Estimator[SmoothingConfig]):
     """Spike smoothing + Poisson GLM (the NLB'21 smoothing baseline)."""
 
-    def __init__(self, kern_sd_ms: float = 50.0, alpha: float = 0.01, log_offset: float = 1e-4,
-                 sweep: bool = False,
-                 kern_sd_grid_ms: Sequence[float] = (20.0, 40.0, 60.0, 80.0, 100.0),
-                 alpha_grid: Sequence[float] = (0.01, 0.1, 1.0),
-                 validation_fraction: float = 0.2, seed: int = 0) -> None:
-        check_range("smoothing", "kern_sd_ms", kern_sd_ms, 0, low_inclusive=False)
-        check_range("smoothing", "alpha", alpha, 0)
-        check_range("smoothing", "log_offset", log_offset, 0, low_inclusive=False)
-        if not kern_sd_grid_ms or not alpha_grid:
-            raise ModelError("smoothing: kern_sd_grid_ms and alpha_grid must not be empty")
-        for value in kern_sd_grid_ms:
-            check_range("smoothing", "kern_sd_grid_ms entries", value, 0, low_inclusive=False)
-        for value in alpha_grid:
-            check_range("smoothing", "alpha_grid entries", value, 0)
-        check_range("smoothing", "validation_fraction", validation_fraction, 0, 1,
-                    low_inclusive=False, high_inclusive=False)
-        self.kern_sd_ms = float(kern_sd_ms)
-        self.alpha = float(alpha)
-        self.log_offset = float(log_offset)
-        self.sweep = bool(sweep)
-        self.kern_sd_grid_ms = tuple(float(v) for v in kern_sd_grid_ms)
-        self.alpha_grid = tuple(float(v) for v in alpha_grid)
-        self.validation_fraction = float(validation_fraction)
-        self.seed = int(seed)
+    Config = SmoothingConfig
 
-    def fit(self, tensors: Tensors) -> "SmoothingModel":
+    def fit(self, tensors: Tensors) -> SmoothingModel:
         """Fit the readout on training trials (choosing kernel and alpha first if `sweep`)."""
+        cfg = self.config
         if tensors.n_train < 2:
             raise ModelError(f"smoothing: {tensors.dataset} has {tensors.n_train} training trials; need 2")
         self.fill_rates_ = _observed_mean(_rows(tensors.train_spikes_heldin))
-        if self.sweep:
+        if cfg.sweep:
             sweep = self._sweep(tensors)
             self.kern_sd_ms_, self.alpha_, self.sweep_scores_ = sweep.kern_sd_ms, sweep.alpha, sweep.scores
         else:
-            self.kern_sd_ms_, self.alpha_ = self.kern_sd_ms, self.alpha
-        targets = np.concatenate([tensors.train_spikes_heldin, tensors.train_spikes_heldout], axis=2)
-        forward = np.concatenate([tensors.train_spikes_heldin_forward,
-                                  tensors.train_spikes_heldout_forward], axis=2)
-        self.forward_rates_ = _observed_mean(_rows(forward))
+            self.kern_sd_ms_, self.alpha_ = cfg.kern_sd_ms, cfg.alpha
         features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
-        self.readout_ = PoissonReadout(alpha=self.alpha_).fit(_rows(features), _rows(targets))
+        self.readout_ = LatentReadout(self.alpha_).fit(features, _no_features(tensors.n_train, tensors.n_forward),
+                                                       tensors)
         return self
 
     def predict(self, tensors: Tensors) -> Rates:
         """Rates for train and eval trials and the eval forward window, in spikes/bin."""
         if not hasattr(self, "readout_"):
-            raise ModelError("smoothing: predict called before fit")
-        train_features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
-        eval_features = self._features(tensors.eval_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_)
-        return Rates.from_all_units(
-            train=self.readout_.predict(_rows(train_features)).reshape(*train_features.shape[:2], -1),
-            evaluation=self.readout_.predict(_rows(eval_features)).reshape(*eval_features.shape[:2], -1),
-            forward=np.broadcast_to(self.forward_rates_, (tensors.n_eval, tensors.n_forward,
-                                                          self.forward_rates_.size)),
-            n_heldin=tensors.n_heldin,
-        )
+            raise not_fitted("smoothing")
+        return self.readout_.rates(
+            self._features(tensors.train_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_),
+            self._features(tensors.eval_spikes_heldin, tensors.bin_ms, self.kern_sd_ms_),
+            _no_features(tensors.n_eval, tensors.n_forward))
 
     def _features(self, spikes: np.ndarray, bin_ms: int, kern_sd_ms: float) -> np.ndarray:
         smoothed = smooth_spikes(spikes, kern_sd_ms / bin_ms)
         # A bin with no observed neighbour within the kernel gets the unit's mean training rate.
         smoothed = np.where(np.isnan(smoothed), self.fill_rates_, smoothed)
-        return np.log(smoothed + self.log_offset)
+        return np.log(smoothed + self.config.log_offset)
 
     def _sweep(self, tensors: Tensors) -> _SweepResult:
         """Grid search scored by held-out-unit Poisson log-likelihood on held-back train trials."""
-        order = np.random.default_rng(self.seed).permutation(tensors.n_train)
-        n_validation = max(1, round(self.validation_fraction * tensors.n_train))
+        cfg = self.config
+        order = np.random.default_rng(cfg.seed).permutation(tensors.n_train)
+        n_validation = max(1, round(cfg.validation_fraction * tensors.n_train))
         validation, fitting = order[:n_validation], order[n_validation:]
         heldout = tensors.train_spikes_heldout
-        best = _SweepResult(kern_sd_ms=self.kern_sd_ms, alpha=self.alpha, scores={})
+        best = _SweepResult(kern_sd_ms=cfg.kern_sd_ms, alpha=cfg.alpha, scores={})
         best_score = -np.inf
-        for kern_sd_ms in self.kern_sd_grid_ms:
+        for kern_sd_ms in cfg.kern_sd_grid_ms:
             features = self._features(tensors.train_spikes_heldin, tensors.bin_ms, kern_sd_ms)
-            for alpha in self.alpha_grid:
+            for alpha in cfg.alpha_grid:
                 readout = PoissonReadout(alpha=alpha).fit(_rows(features[fitting]), _rows(heldout[fitting]))
                 score = _poisson_log_likelihood(readout.predict(_rows(features[validation])),
                                                 _rows(heldout[validation]))
@@ -116,6 +105,12 @@ class SmoothingModel:
                 if score > best_score:
                     best_score, best.kern_sd_ms, best.alpha = score, kern_sd_ms, alpha
         return best
+
+
+def _no_features(n_trials: int, n_forward: int) -> np.ndarray:
+    """The forward window's features of a model without dynamics: none, so its readout there is
+    each unit's mean forward rate over the training trials."""
+    return np.empty((n_trials, n_forward, 0))
 
 
 @dataclass

@@ -112,6 +112,11 @@ class RunRecord:
     fit_seconds: float | None = None
     predict_seconds: float | None = None
     submission: str | None = None
+    # How the model ran (device, threads, ...): recorded, not part of the hyperparameters' hash.
+    runtime: dict[str, Any] = field(default_factory=dict)
+    # The dataset's spec when it is not a built-in one (a user's TOML, imported trial arrays), so
+    # that reports find its files without the TOML.
+    spec: dict[str, Any] | None = None
     package_version: str = __version__
     git_commit: str | None = field(default_factory=git_commit)
     timestamp: str = field(default_factory=_now)
@@ -123,6 +128,8 @@ class RunRecord:
         self.metrics = _plain(self.metrics)
         self.cis = _plain(self.cis)
         self.extra = _plain(self.extra)
+        self.runtime = _plain(self.runtime)
+        self.spec = None if self.spec is None else _plain(self.spec)
         self.hyperparameter_hash = hyperparameter_hash(self.hyperparameters)
 
     @classmethod
@@ -130,6 +137,7 @@ class RunRecord:
         cls, scores: Scores, *, dataset: str, phase: Phase, bin_ms: int, model: str,
         hyperparameters: Mapping[str, Any], seed: int | None = None, fit_seconds: float | None = None,
         predict_seconds: float | None = None, submission: str | Path | None = None,
+        runtime: Mapping[str, Any] | None = None, spec: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """The record of a scored run: official metrics under nlb_tools' names, the extras under
         `EXTRA_METRIC_KEYS`, each interval under its metric's key, and a per-unit co-bps summary."""
@@ -147,10 +155,11 @@ class RunRecord:
             }
         return cls(
             dataset=dataset, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=dict(hyperparameters),
-            metrics=scores.official(),
+            metrics={key: value for key, value in scores.official().items()},
             cis={names.get(field_name, field_name): [interval.low, interval.high] for field_name, interval in scores.ci.items()},
             extra=extra, seed=seed, fit_seconds=fit_seconds, predict_seconds=predict_seconds,
             submission=None if submission is None else str(submission),
+            runtime=dict(runtime or {}), spec=None if spec is None else dict(spec),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,11 +176,13 @@ class RunRecord:
             raise ValueError(f"missing field(s) {missing}")
         checks = {
             "dataset": str, "phase": str, "bin_ms": int, "model": str, "hyperparameters": dict,
-            "metrics": dict, "cis": dict, "extra": dict,
+            "metrics": dict, "cis": dict, "extra": dict, "runtime": dict,
         }
         for name, kind in checks.items():
             if name in data and not isinstance(data[name], kind):
                 raise ValueError(f"field {name!r} is {type(data[name]).__name__}, expected {kind.__name__}")
+        if data.get("spec") is not None and not isinstance(data["spec"], dict):
+            raise ValueError(f"field 'spec' is {type(data['spec']).__name__}, expected an object or null")
         if data["phase"] not in ("val", "test"):
             raise ValueError(f"phase {data['phase']!r} is neither 'val' nor 'test'")
         # Reports order runs by time, which needs comparable (timezone-aware) timestamps.

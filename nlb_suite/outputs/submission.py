@@ -453,3 +453,21 @@ def require_valid_submission(
     if problems:
         raise SubmissionError(str(path), problems)
     return arrays
+
+
+def checked_against_targets(submission: str | Path, targets: Mapping[str, Mapping[str, np.ndarray]],
+                            targets_label: str) -> SubmissionArrays:
+    """The submission's arrays, refused (SubmissionError) unless every group has targets and fits
+    their shapes. Target groups the submission lacks are not scored, as in nlb_tools."""
+    arrays = read_submission(submission)
+    available = expected_from_targets(targets)
+    listing = ", ".join(repr(group) for group in available) or "none"
+    problems = [
+        Problem(f"no targets for this group in {targets_label} (it has {listing})", group)
+        for group in arrays if group not in available
+    ]
+    common = {group: shapes for group, shapes in available.items() if group in arrays}
+    problems += validate_submission(arrays, common, allow_extra_groups=True)
+    if problems:
+        raise SubmissionError(str(submission), problems)
+    return arrays

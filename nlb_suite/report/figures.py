@@ -23,17 +23,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.typing import ColorType
 
+from .loading import TrainingHistory
 from .published import PUBLISHED_LABEL
 from .tables import shown_metrics
-from .views import (
-    InputsAroundEvent,
-    LatentTrajectories,
-    PsthComparison,
-    SingleTrials,
-    TimeAxis,
-    TrainingHistory,
-    VelocityComparison,
-)
+from .views import InputsAroundEvent, LatentTrajectories, PsthComparison, SingleTrials, TimeAxis, VelocityComparison
 
 DPI = 96
 DATA_COLOR = "black"

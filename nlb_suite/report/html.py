@@ -31,18 +31,14 @@ from ..core.atomic import write_text_atomic
 from ..outputs.results import RunRecord, git_commit
 from . import figures
 from .figures import Colors
+from .loading import PieceMissing, View, gather_view, repeated_models, run_label
 from .published import PUBLISHED_LABEL
 from .tables import RUN_HERE_LABEL, TableKey, best_rows, format_value, leaderboard, shown_metrics, table_keys
 from .views import (
     BUMP_WINDOW_MS,
-    PieceMissing,
-    View,
-    gather_view,
     inputs_around_bump,
     latent_trajectories,
     psth_comparison,
-    repeated_models,
-    run_label,
     single_trials,
     time_axis,
     training_histories,

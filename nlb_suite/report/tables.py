@@ -85,7 +85,9 @@ def _record_ci(record: RunRecord, key: str) -> tuple[float, float]:
     interval = record.cis.get(key)
     if not interval or len(interval) != 2 or any(bound is None for bound in interval):
         return math.nan, math.nan
-    return float(interval[0]), float(interval[1])
+    low, high = interval
+    assert low is not None and high is not None
+    return float(low), float(high)
 
 
 def leaderboard(

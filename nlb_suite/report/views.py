@@ -1,112 +1,28 @@
-"""What the report's figures are drawn from, gathered per leaderboard (dataset, phase, bin size).
-
-A `View` holds the dataset's tensors and evaluation targets (rebuilt from the NWB files, so
-the figures show exactly what the runs were scored on) and, per run, the rates of its submission
-file and the latents and training curves of the `_latents.h5` file the pipeline writes beside it.
-The functions below cut those into the small named arrays each figure draws.
-
-Anything that cannot be had (a dataset whose files are not here, test-phase targets, a model
-without latents) raises `PieceMissing`; its message is shown on the page in place of the figure.
-"""
+"""What each figure draws: the functions below cut a leaderboard's `View` (`loading.py`) into the
+small named arrays of one figure, using the analyses of `analysis.py`. A piece that cannot be had
+raises `PieceMissing`, shown on the page in place of the figure."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..core.arrays import EvalTargets, Tensors, TrueRates
-from ..core.errors import NlbSuiteError
-from ..datasets import DatasetSpec, SpecError, get_spec
-from ..outputs.artifacts import latents_path, read_artifacts
-from ..outputs.results import RunRecord
-from ..outputs.submission import SubmissionError, read_submission
-from ..scoring.metrics import decode_velocity
-from ..scoring.r2 import r2_score
-from ..tensors import make_targets, make_tensors, make_true_rates
-from .decoding import KalmanVelocityDecoder
-from .tables import TableKey, latest_runs
+from ..core.arrays import LatentKind, Tensors, latent_key
+from .analysis import aligned_segments, decode_masks, kalman_decoded, principal_components, ridge_decoded
+from .loading import PieceMissing, RunOutputs, TrainingHistory, View
 
 # Latent arrays drawn as trajectories, most informative first: LFADS factors, then the latent
 # states of GPFA and the Kalman-filter model.
-TRAJECTORY_SOURCES = ("eval_factors", "eval_latents")
-INPUTS_KEY = "eval_inputs"
-HISTORY_GROUP = "history"
-HISTORY_FIELDS = ("epoch", "train_loss", "valid_loss", "valid_co_bps")
+TRAJECTORY_SOURCES = (latent_key("eval", LatentKind.FACTORS), latent_key("eval", LatentKind.STATES))
+INPUTS_KEY = latent_key("eval", LatentKind.INPUTS)
 BUMP_FIELD = "bump_time"
 # Window around the bump for the inferred-input figure: the input should be silent before it.
 BUMP_WINDOW_MS = (-100, 300)
 VELOCITY_CHANNELS = ("x", "y")
-
-
-class PieceMissing(Exception):
-    """A figure's input is not available here; the message says why, in words for the page."""
-
-
-@dataclass(frozen=True)
-class TrainingHistory:
-    """Per-epoch training curves of an iteratively trained model (LFADS)."""
-
-    epoch: np.ndarray
-    train_loss: np.ndarray
-    valid_loss: np.ndarray
-    valid_co_bps: np.ndarray
-
-
-@dataclass
-class RunOutputs:
-    """One run's record and what it wrote: submission rates (one group's arrays), latents, curves."""
-
-    label: str
-    record: RunRecord
-    rates: dict[str, np.ndarray]
-    latents: dict[str, np.ndarray] = field(default_factory=dict)
-    history: TrainingHistory | None = None
-
-    def eval_rates_all(self) -> np.ndarray:
-        """Eval-trial rates of all units, held-in first (the unit order of PSTH targets)."""
-        return np.concatenate([self.rates["eval_rates_heldin"], self.rates["eval_rates_heldout"]], axis=2)
-
-    def train_rates_all(self) -> np.ndarray:
-        return np.concatenate([self.rates["train_rates_heldin"], self.rates["train_rates_heldout"]], axis=2)
-
-
-@dataclass
-class View:
-    """Everything one leaderboard's figures need. `data_missing` / `targets_missing` say why the
-    dataset or its targets are absent; `run_notes` list runs left out of the figures."""
-
-    key: TableKey
-    records: list[RunRecord]
-    runs: list[RunOutputs]
-    spec: DatasetSpec | None = None
-    tensors: Tensors | None = None
-    targets: EvalTargets | None = None
-    true_rates: TrueRates | None = None
-    data_missing: str | None = None
-    targets_missing: str | None = None
-    run_notes: list[str] = field(default_factory=list)
-
-    def require_tensors(self) -> Tensors:
-        if self.tensors is None:
-            raise PieceMissing(self.data_missing or "the dataset's tensors are not available")
-        return self.tensors
-
-    def require_targets(self) -> EvalTargets:
-        self.require_tensors()
-        if self.targets is None:
-            raise PieceMissing(self.targets_missing or "the evaluation targets are not available")
-        return self.targets
-
-    def require_runs(self) -> list[RunOutputs]:
-        if not self.runs:
-            raise PieceMissing("no run of this leaderboard has a readable submission file")
-        return self.runs
 
 
 @dataclass(frozen=True)
@@ -209,73 +125,6 @@ class InputsAroundEvent:
     runs: list[EventAligned]
 
 
-def run_label(model: str, hyperparameter_hash: str, repeated_models: Collection[str]) -> str:
-    """The name of a run on the page: its model, plus its hyperparameter hash when the same model
-    has more than one run in the leaderboard."""
-    return f"{model} [{hyperparameter_hash}]" if model in repeated_models else model
-
-
-def repeated_models(models: Sequence[str]) -> set[str]:
-    return {model for model, count in Counter(models).items() if count > 1}
-
-
-def _read_latents(path: Path) -> tuple[dict[str, np.ndarray], TrainingHistory | None]:
-    artifacts = read_artifacts(path)
-    history = None
-    if all(name in artifacts.history for name in HISTORY_FIELDS):
-        history = TrainingHistory(**{name: artifacts.history[name] for name in HISTORY_FIELDS})
-    return artifacts.latents, history
-
-
-def _run_outputs(record: RunRecord, label: str, group: str) -> RunOutputs | str:
-    """The run's files read back, or why they cannot be."""
-    if not record.submission:
-        return f"{label}: the record names no submission file"
-    path = Path(record.submission)
-    try:
-        arrays = read_submission(path)
-    except SubmissionError as err:
-        return f"{label}: {err}"
-    if group not in arrays:
-        return f"{label}: {path} has no group {group!r}"
-    try:
-        latents, history = _read_latents(latents_path(path))
-    except OSError as err:
-        return f"{label}: cannot read {latents_path(path)} ({err})"
-    return RunOutputs(label=label, record=record, rates=arrays[group], latents=latents, history=history)
-
-
-def gather_view(records: Sequence[RunRecord], key: TableKey, root: str | Path | None = None) -> View:
-    """The latest run per model and hyperparameter set of one leaderboard, with their outputs and
-    the dataset's tensors, targets and (synthetic data) true rates."""
-    chosen = latest_runs(r for r in records if (r.dataset, r.phase, r.bin_ms) == (key.dataset, key.phase, key.bin_ms))
-    repeated = repeated_models([record.model for record in chosen])
-    view = View(key=key, records=chosen, runs=[])
-    try:
-        view.spec = get_spec(key.dataset)
-    except SpecError:
-        view.data_missing = f"dataset {key.dataset!r} is not a built-in dataset, so its files cannot be found"
-        return view
-    group = view.spec.result_name(key.bin_ms)
-    for record in chosen:
-        outputs = _run_outputs(record, run_label(record.model, record.hyperparameter_hash, repeated), group)
-        if isinstance(outputs, str):
-            view.run_notes.append(outputs)
-        else:
-            view.runs.append(outputs)
-    try:
-        view.tensors = make_tensors(view.spec, key.phase, key.bin_ms, root)
-        view.true_rates = make_true_rates(view.spec, view.tensors, root)
-    except NlbSuiteError as err:
-        view.data_missing = str(err)
-        return view
-    try:
-        view.targets = make_targets(view.spec, key.phase, key.bin_ms, root)
-    except NlbSuiteError as err:
-        view.targets_missing = str(err)
-    return view
-
-
 def time_axis(view: View) -> TimeAxis:
     spec = view.spec
     assert spec is not None, "a view with tensors has a spec"
@@ -358,18 +207,6 @@ def psth_comparison(view: View, n_conditions: int = 4, n_units: int = 3) -> Psth
     )
 
 
-def _principal_components(latents: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores on the first principal components of (trials, bins, dims) latents, over all trials
-    and bins, and the fraction of variance each explains."""
-    rows = latents.reshape(-1, latents.shape[2]).astype(np.float64)
-    centred = rows - rows.mean(axis=0)
-    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
-    n_components = min(n_components, len(singular))
-    variance = singular ** 2
-    scores = centred @ axes[:n_components].T
-    return scores.reshape(*latents.shape[:2], n_components), variance[:n_components] / variance.sum()
-
-
 def _trajectory_source(run: RunOutputs) -> str | None:
     """The run's first latent array of TRAJECTORY_SOURCES with at least two dimensions."""
     for source in TRAJECTORY_SOURCES:
@@ -391,19 +228,13 @@ def latent_trajectories(view: View, n_components: int = 3) -> LatentTrajectories
     for run in with_latents:
         source = sources[run.label]
         assert source is not None
-        scores, explained = _principal_components(run.latents[source], n_components)
+        scores, explained = principal_components(run.latents[source], n_components)
         means = np.stack([scores[condition.eval_trials].mean(axis=0) for condition in conditions])
         trajectories.append(Trajectories(run.label, source, means, explained))
     return LatentTrajectories(
         condition_names=[condition.name for condition in conditions], runs=trajectories,
         without_latents=[run.label for run in runs if run not in with_latents],
     )
-
-
-def _decode_masks(tensors: Tensors, targets: EvalTargets) -> tuple[np.ndarray, np.ndarray]:
-    if targets.train_decode_mask is None or targets.eval_decode_mask is None:
-        return np.ones((tensors.n_train, 1), dtype=bool), np.ones((tensors.n_eval, 1), dtype=bool)
-    return np.asarray(targets.train_decode_mask, dtype=bool), np.asarray(targets.eval_decode_mask, dtype=bool)
 
 
 def _shown_velocity_trials(eval_masks: np.ndarray, n_trials: int) -> np.ndarray:
@@ -417,39 +248,6 @@ def _shown_velocity_trials(eval_masks: np.ndarray, n_trials: int) -> np.ndarray:
     return np.array(sorted(chosen), dtype=np.intp)
 
 
-def _ridge_decoded(run: RunOutputs, tensors: Tensors, targets: EvalTargets) -> tuple[np.ndarray, float]:
-    """The vel-R2 metric's decoders applied to the run's rates: velocity for every eval trial
-    (NaN where there is no recorded behaviour) and the R2 averaged over decode masks."""
-    assert targets.train_behavior is not None and targets.eval_behavior is not None
-    decoders = decode_velocity(run.train_rates_all(), targets.train_behavior, run.eval_rates_all(),
-                               targets.eval_behavior, targets.train_decode_mask, targets.eval_decode_mask)
-    decoded = np.full(targets.eval_behavior.shape, np.nan)
-    has_behavior = ~np.isnan(targets.eval_behavior[:, :, 0])
-    for decoder in decoders:
-        # Decoder rows are the eval trials' bins with behaviour, trial by trial, in order.
-        for trial in np.unique(decoder.eval_trial):
-            decoded[trial, has_behavior[trial]] = decoder.eval_prediction[decoder.eval_trial == trial]
-    return decoded, float(np.mean([decoder.r2 for decoder in decoders]))
-
-
-def _kalman_decoded(tensors: Tensors, targets: EvalTargets) -> tuple[np.ndarray, float]:
-    """Wu et al.'s Kalman filter from held-in spikes, one decoder per decode mask."""
-    assert targets.train_behavior is not None and targets.eval_behavior is not None
-    train_masks, eval_masks = _decode_masks(tensors, targets)
-    n_channels = targets.eval_behavior.shape[2]
-    decoded = np.full(targets.eval_behavior.shape, np.nan)
-    scores = []
-    for train_trials, eval_trials in zip(train_masks.T, eval_masks.T, strict=True):
-        decoder = KalmanVelocityDecoder().fit(tensors.train_spikes_heldin[train_trials],
-                                              targets.train_behavior[train_trials])
-        decoded[eval_trials] = decoder.predict(tensors.eval_spikes_heldin[eval_trials])
-        truth = targets.eval_behavior[eval_trials].reshape(-1, n_channels)
-        known = ~np.isnan(truth).any(axis=1)
-        scores.append(r2_score(truth[known], decoded[eval_trials].reshape(-1, n_channels)[known]))
-    decoded[np.isnan(targets.eval_behavior)] = np.nan
-    return decoded, float(np.mean(scores))
-
-
 def velocity_comparison(view: View, n_trials: int = 3) -> VelocityComparison:
     """Recorded hand velocity of a few eval trials, decoded from each run's rates by the vel-R2
     ridge decoders, and by a Kalman filter on the held-in spikes."""
@@ -458,13 +256,14 @@ def velocity_comparison(view: View, n_trials: int = 3) -> VelocityComparison:
     runs = view.require_runs()
     if targets.train_behavior is None or targets.eval_behavior is None:
         raise PieceMissing("the dataset has no behaviour to decode")
-    _, eval_masks = _decode_masks(tensors, targets)
+    _, eval_masks = decode_masks(tensors, targets)
     shown = _shown_velocity_trials(eval_masks, n_trials)
     decoded = []
     for run in runs:
-        velocity, r2 = _ridge_decoded(run, tensors, targets)
-        decoded.append(DecodedVelocity(run.label, velocity[shown], r2))
-    kalman_velocity, kalman_r2 = _kalman_decoded(tensors, targets)
+        ridge = ridge_decoded(run.train_rates_all(), run.eval_rates_all(), targets)
+        decoded.append(DecodedVelocity(run.label, ridge.velocity[shown], ridge.r2))
+    kalman = kalman_decoded(tensors, targets)
+    kalman_velocity, kalman_r2 = kalman.velocity, kalman.r2
     n_channels = targets.eval_behavior.shape[2]
     channels = list(VELOCITY_CHANNELS) if n_channels == len(VELOCITY_CHANNELS) else [str(c) for c in range(n_channels)]
     return VelocityComparison(
@@ -472,14 +271,6 @@ def velocity_comparison(view: View, n_trials: int = 3) -> VelocityComparison:
         decoded=decoded,
         kalman=DecodedVelocity("Kalman filter on held-in spikes (Wu et al. 2006)", kalman_velocity[shown], kalman_r2),
     )
-
-
-def _aligned_segments(values: np.ndarray, event_bins: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    """values[trial, event_bin + lag] for each trial and lag; NaN outside the window."""
-    index = event_bins[:, None] + lags[None, :]
-    inside = (index >= 0) & (index < values.shape[1])
-    picked = values[np.arange(len(values))[:, None], np.clip(index, 0, values.shape[1] - 1)]
-    return np.where(inside[..., None], picked, np.nan)
 
 
 def inputs_around_bump(view: View) -> InputsAroundEvent:
@@ -505,8 +296,8 @@ def inputs_around_bump(view: View) -> InputsAroundEvent:
     bump_bins = np.floor(bump_ms[bumped] / axis.bin_ms).astype(np.intp)
     alignment_bins = np.full(int(unbumped.sum()), axis.event_bin, dtype=np.intp)
     aligned = [
-        EventAligned(run.label, _aligned_segments(run.latents[INPUTS_KEY][bumped], bump_bins, lags),
-                     _aligned_segments(run.latents[INPUTS_KEY][unbumped], alignment_bins, lags))
+        EventAligned(run.label, aligned_segments(run.latents[INPUTS_KEY][bumped], bump_bins, lags),
+                     aligned_segments(run.latents[INPUTS_KEY][unbumped], alignment_bins, lags))
         for run in with_inputs
     ]
     return InputsAroundEvent(event="bump", alignment=axis.event, lags_ms=lags * axis.bin_ms, runs=aligned)

@@ -316,7 +316,8 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
                                           "psth_r2": psth_value, "rate_r2": rate_value, "co_bps_ceiling": ceiling}
     intervals: dict[str, Interval] = {}
     if n_boot:
-        intervals = {name: bias_corrected_interval(values, float(estimates[name]), upper=_LARGEST.get(name, np.inf))
+        intervals = {name: bias_corrected_interval(values, float(estimates[name] or np.nan),
+                                                   upper=_LARGEST.get(name, np.inf))
                      for name, values in samples.items()}
     return Scores(co_bps=co_bps, vel_r2=vel_r2, psth_r2=psth_value, fp_bps=fp_bps,
                   co_bps_per_unit=co_stats.bits_per_spike_per_unit(), rate_r2=rate_value,

@@ -64,8 +64,8 @@ def targets_from_dict(arrays: Mapping[str, Any], dataset: str, bin_ms: int) -> E
             value = arrays[name]
             optional[name] = ([np.asarray(trials, dtype=np.intp) for trials in value]
                               if name.endswith("_cond_idx") else np.asarray(value))
-    return EvalTargets(dataset=dataset, bin_ms=bin_ms, **{name: np.asarray(arrays[name]) for name in REQUIRED_ARRAYS},
-                       **optional)
+    required: dict[str, Any] = {name: np.asarray(arrays[name]) for name in REQUIRED_ARRAYS}
+    return EvalTargets(dataset=dataset, bin_ms=bin_ms, **required, **optional)
 
 
 def _stored_dtype(array: np.ndarray) -> Any:

@@ -75,6 +75,7 @@ def _check_columns(spec: DatasetSpec, rec: Recording) -> None:
 def _phase_trials(spec: DatasetSpec, phase: Phase, files: DatasetFiles) -> _PhaseTrials:
     train_rec = read_dataset_file(files.train, spec.behavior_field)
     _check_columns(spec, train_rec)
+    train_splits: tuple[str, ...]
     if phase == "val":
         eval_rec, train_splits, eval_splits = train_rec, ("train",), ("val",)
     else:

@@ -209,7 +209,7 @@ def _accumulate(spikes: list[UnitSpikes], layout: _Layout, kernel: np.ndarray, n
             members[i] = np.bincount(group[reg], minlength=len(group_keys))
             for t in np.flatnonzero(~regular):
                 u = chunk_start + i
-                _add_irregular(unit, segments, layout, t, kernel, n, bin_ms, sums[:, :, u], counts[:, :, u])
+                _add_irregular(unit, segments, layout, int(t), kernel, n, bin_ms, sums[:, :, u], counts[:, :, u])
         # One product for many units: small matrix products are far slower per flop.
         binned = (summed[: len(chunk)].reshape(-1, width) @ matrix).reshape(len(chunk), len(group_keys), n)
         for g, key in enumerate(group_keys):

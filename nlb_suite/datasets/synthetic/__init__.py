@@ -29,8 +29,8 @@ from pathlib import Path
 from ...core.atomic import write_text_atomic
 from ...core.spec import DatasetSpec, ExpectedCounts
 from ...data.nwb_write import write_nlb_nwb
-from ...data.paths import DatasetFiles, data_dir, dataset_files
-from ...data.truth import TRUTH_FILE, write_truth
+from ...data.paths import TRUTH_FILE, DatasetFiles, data_dir, dataset_files
+from ...data.truth import write_truth
 from .area2 import generate_area2
 from .common import GeneratedDataset, SyntheticDataError
 from .maze import generate_maze

@@ -1,5 +1,6 @@
-"""LFADS in PyTorch; importing the package registers the `lfads` model."""
+"""LFADS in PyTorch (`model.py` is the estimator; `config.py` its hyperparameters)."""
 
+from .config import LFADSConfig
 from .model import LFADS
 
-__all__ = ["LFADS"]
+__all__ = ["LFADS", "LFADSConfig"]

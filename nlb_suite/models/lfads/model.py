@@ -1,30 +1,30 @@
 """`LFADS`: the estimator behind `nlb-suite eval --model lfads`.
 
 Sizes of the data (units, bins, forward bins) come from the `Tensors` given to `fit`; everything
-else is a constructor keyword, checked there so that a bad value fails before any work.
+else is a field of `LFADSConfig`, checked when the model is built so that a bad value fails
+before any work.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from ...core.arrays import Rates, Tensors
-from ..base import ModelError, register_model
+from ...core.arrays import LatentKind, Rates, Tensors, latent_key
+from ..base import Estimator, ModelError, not_fitted
 from .augment import sample_validation_mask
+from .config import LFADSConfig
 from .network import LFADSNetwork
-from .train import Batch, EpochRecord, TrainConfig, Trainer
+from .train import Batch, EpochRecord, Trainer
 
 # Trials x posterior samples per forward pass at prediction: bounds memory whatever n_samples is.
 PREDICT_ROWS = 1024
 
-_SIZES = ("ic_enc_dim", "ci_enc_dim", "con_dim", "co_dim", "ic_dim", "gen_dim", "fac_dim", "ci_lag")
 
 
 @dataclass
@@ -36,144 +36,71 @@ class PosteriorAverage:
     inputs: np.ndarray | None
 
 
-@register_model("lfads")
-class LFADS:
+class LFADS(Estimator[LFADSConfig]):
     """Latent Factor Analysis via Dynamical Systems (Pandarinath et al. 2018), as lfads-torch
-    runs it: sizes `ic_enc_dim` ... `fac_dim` (co_dim = 0: no controller), coordinated dropout
-    `cd_rate`, sample validation `sv_rate`, ramped KL and L2 penalties, AdamW with learning-rate
-    decay on plateau, early stopping on the smoothed validation loss after the ramps. `fit` holds
-    out `valid_fraction` of the training trials for validation; `predict` averages `n_samples`
-    posterior samples. `checkpoint_dir` (empty: none) receives `last.pt` every epoch and `best.pt`;
-    `resume=True` continues from `last.pt`.
+    runs it: IC encoder, controller with an AR(1) prior on its inferred inputs, generator,
+    factors, Poisson readout; coordinated dropout, sample validation, ramped KL and L2 penalties,
+    AdamW with learning-rate decay on plateau, early stopping on the smoothed validation loss after
+    the ramps. `fit` holds out `valid_fraction` of the training trials for validation; `predict`
+    averages `n_samples` posterior samples. See `LFADSConfig` for every hyperparameter.
 
-    `threads` sets torch's CPU threads while fitting and predicting (0 leaves torch's setting). It
-    defaults to 1: the time loop's small matrix products gain little from a second thread, and on
-    shared cores OpenMP threads waiting on each other have made epochs 30 times slower."""
+    With `use_checkpoints(folder, resume)` (the pipeline does it for every run), `fit` writes
+    `last.pt` every epoch and `best.pt` at each new best, and with `resume` continues from
+    `last.pt`; a checkpoint made with other hyperparameters or data is refused."""
 
-    def __init__(
-        self, *,
-        ic_enc_dim: int = 100, ci_enc_dim: int = 80, con_dim: int = 80, co_dim: int = 4,
-        ic_dim: int = 100, gen_dim: int = 100, fac_dim: int = 40, ci_lag: int = 1,
-        dropout: float = 0.3, cd_rate: float = 0.3, sv_rate: float = 0.0,
-        kl_ic_scale: float = 1e-4, kl_co_scale: float = 1e-4,
-        l2_gen_scale: float = 1e-4, l2_con_scale: float = 1e-4,
-        kl_start_epoch: int = 0, kl_increase_epoch: int = 80,
-        l2_start_epoch: int = 0, l2_increase_epoch: int = 80,
-        lr: float = 4e-3, weight_decay: float = 0.0, adam_eps: float = 1e-8,
-        max_grad_norm: float = 200.0, loss_scale: float = 1e4,
-        lr_decay: float = 0.95, lr_patience: int = 6, lr_stop: float = 1e-5,
-        batch_size: int = 64, max_epochs: int = 1000, patience: int = 200, valid_fraction: float = 0.1,
-        n_samples: int = 50, seed: int = 0, device: str = "auto", threads: int = 1,
-        checkpoint_dir: str = "", resume: bool = False, log_every: int = 25,
-    ):
-        self.ic_enc_dim, self.ci_enc_dim, self.con_dim, self.co_dim = ic_enc_dim, ci_enc_dim, con_dim, co_dim
-        self.ic_dim, self.gen_dim, self.fac_dim, self.ci_lag = ic_dim, gen_dim, fac_dim, ci_lag
-        self.dropout, self.cd_rate, self.sv_rate = dropout, cd_rate, sv_rate
-        self.kl_ic_scale, self.kl_co_scale = kl_ic_scale, kl_co_scale
-        self.l2_gen_scale, self.l2_con_scale = l2_gen_scale, l2_con_scale
-        self.kl_start_epoch, self.kl_increase_epoch = kl_start_epoch, kl_increase_epoch
-        self.l2_start_epoch, self.l2_increase_epoch = l2_start_epoch, l2_increase_epoch
-        self.lr, self.weight_decay, self.adam_eps = lr, weight_decay, adam_eps
-        self.max_grad_norm, self.loss_scale = max_grad_norm, loss_scale
-        self.lr_decay, self.lr_patience, self.lr_stop = lr_decay, lr_patience, lr_stop
-        self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
-        self.valid_fraction = valid_fraction
-        self.n_samples, self.seed, self.device, self.threads = n_samples, seed, device, threads
-        self.checkpoint_dir, self.resume, self.log_every = checkpoint_dir, resume, log_every
-        self._validate_hyperparameters()
+    Config = LFADSConfig
 
-    # --- hyperparameters ---------------------------------------------------------------------
+    def __init__(self, **hyperparameters: object) -> None:
+        super().__init__(**hyperparameters)
+        self._device()  # a device that is not here fails now, not after the data are loaded
+        self.checkpoint_dir: Path | None = None
+        self.resume = False
 
-    def _validate_hyperparameters(self) -> None:
-        at_least = {name: 1 for name in ("ic_enc_dim", "ic_dim", "gen_dim", "fac_dim", "batch_size",
-                                          "max_epochs", "patience", "n_samples")}
-        at_least |= {name: 0 for name in ("ci_enc_dim", "con_dim", "co_dim", "ci_lag", "kl_start_epoch",
-                                           "kl_increase_epoch", "l2_start_epoch", "l2_increase_epoch",
-                                           "lr_patience", "seed", "log_every", "threads")}
-        for name, low in at_least.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ModelError(f"lfads: {name} must be an integer >= {low}, got {value!r}")
-        # (name, low, high, low inclusive, high inclusive)
-        ranges = [("dropout", 0, 1, True, False), ("cd_rate", 0, 1, True, False), ("sv_rate", 0, 1, True, False),
-                  ("valid_fraction", 0, 1, False, False), ("lr_decay", 0, 1, False, True),
-                  ("lr", 0, math.inf, False, False), ("adam_eps", 0, math.inf, False, False),
-                  ("max_grad_norm", 0, math.inf, False, False), ("loss_scale", 0, math.inf, False, False),
-                  ("lr_stop", 0, math.inf, False, False), ("weight_decay", 0, math.inf, True, False)]
-        ranges += [(name, 0, math.inf, True, False)
-                   for name in ("kl_ic_scale", "kl_co_scale", "l2_gen_scale", "l2_con_scale")]
-        for name, low, high, low_ok, high_ok in ranges:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ModelError(f"lfads: {name} must be a number, got {value!r}")
-            inside = (low <= value if low_ok else low < value) and (value <= high if high_ok else value < high)
-            if not inside:
-                interval = f"{'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
-                raise ModelError(f"lfads: {name} must lie in {interval}, got {value!r}")
-        if self.co_dim > 0 and (self.ci_enc_dim == 0 or self.con_dim == 0):
-            raise ModelError("lfads: a controller (co_dim > 0) needs ci_enc_dim > 0 and con_dim > 0; "
-                             "set co_dim = 0 for a model without inferred inputs")
-        if not isinstance(self.resume, bool):
-            raise ModelError(f"lfads: resume must be true or false, got {self.resume!r}")
-        if not isinstance(self.checkpoint_dir, str):
-            raise ModelError(f"lfads: checkpoint_dir must be a folder path, got {self.checkpoint_dir!r}")
-        if self.resume and not self.checkpoint_dir:
-            raise ModelError("lfads: resume=true needs checkpoint_dir, the folder holding last.pt")
-        self._device()
+    def use_checkpoints(self, folder: Path, resume: bool) -> None:
+        self.checkpoint_dir, self.resume = Path(folder), resume
+
+    def training_curves(self) -> dict[str, np.ndarray]:
+        rows = getattr(self, "history_", [])
+        if not rows:
+            return {}
+        return {item.name: np.array([getattr(row, item.name) for row in rows], dtype=np.float64)
+                for item in fields(rows[0])}
 
     def _device(self) -> torch.device:
-        if self.device == "auto":
+        device = self.config.device
+        if device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            device = torch.device(self.device)
+            chosen = torch.device(device)
         except (RuntimeError, TypeError):
-            raise ModelError(f"lfads: device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ModelError(f"lfads: device {self.device!r} asked for, but CUDA is not available here")
-        if device.type not in ("cpu", "cuda"):
-            raise ModelError(f"lfads: device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        return device
-
-    def _train_config(self) -> TrainConfig:
-        return TrainConfig(
-            lr=float(self.lr), weight_decay=float(self.weight_decay), adam_eps=float(self.adam_eps),
-            max_grad_norm=float(self.max_grad_norm), loss_scale=float(self.loss_scale),
-            lr_decay=float(self.lr_decay), lr_patience=self.lr_patience, lr_stop=float(self.lr_stop),
-            batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
-            cd_rate=float(self.cd_rate), sv_rate=float(self.sv_rate),
-            kl_ic_scale=float(self.kl_ic_scale), kl_co_scale=float(self.kl_co_scale),
-            l2_gen_scale=float(self.l2_gen_scale), l2_con_scale=float(self.l2_con_scale),
-            kl_start_epoch=self.kl_start_epoch, kl_increase_epoch=self.kl_increase_epoch,
-            l2_start_epoch=self.l2_start_epoch, l2_increase_epoch=self.l2_increase_epoch,
-            log_every=self.log_every, checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
-            resume=self.resume,
-        )
+            raise ModelError(f"lfads: device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"lfads: device {device!r} asked for, but CUDA is not available here")
+        return chosen
 
     # --- fit -----------------------------------------------------------------------------------
 
     def fit(self, tensors: Tensors) -> "LFADS":
         """Train on the training trials of `tensors` (held-in, held-out and forward spikes)."""
+        cfg = self.config
         n_trials, n_bins, n_heldin = tensors.train_spikes_heldin.shape
         if n_trials < 2:
             raise ModelError(f"lfads: needs at least 2 training trials (one for validation), got {n_trials}")
-        if n_bins <= self.ci_lag and self.co_dim > 0:
-            raise ModelError(f"lfads: ci_lag {self.ci_lag} must be shorter than the trials ({n_bins} bins)")
+        if n_bins <= cfg.ci_lag and cfg.co_dim > 0:
+            raise ModelError(f"lfads: ci_lag {cfg.ci_lag} must be shorter than the trials ({n_bins} bins)")
         device = self._device()
         self.n_bins_, self.n_forward_ = n_bins, tensors.n_forward
         self.n_heldin_, self.n_heldout_ = n_heldin, tensors.n_heldout
-        with self._session(device, self.seed):
+        with self._session(device, cfg.seed):
             trials = self._training_batch(tensors, device)
             valid_index, train_index = self._split(n_trials, device)
-            network = LFADSNetwork(
-                n_heldin, n_heldin + tensors.n_heldout, ic_enc_dim=self.ic_enc_dim, ci_enc_dim=self.ci_enc_dim,
-                ci_lag=self.ci_lag, con_dim=self.con_dim, co_dim=self.co_dim, ic_dim=self.ic_dim,
-                gen_dim=self.gen_dim, fac_dim=self.fac_dim, dropout=float(self.dropout),
-            ).to(device)
+            network = LFADSNetwork(cfg, n_heldin, n_heldin + tensors.n_heldout).to(device)
             network.set_mean_rates(_mean_rates(trials, valid_index))
-            run_config = {name: getattr(self, name) for name in _SIZES + ("seed", "valid_fraction", "sv_rate")}
-            run_config |= {"n_train": n_trials, "n_bins": n_bins, "n_forward": tensors.n_forward,
-                           "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}
-            trainer = Trainer(network, self._train_config(), n_heldin, n_bins, run_config)
+            # What a checkpoint must agree on to be resumed: every hyperparameter and the data's sizes.
+            identity = {"hyperparameters": cfg.hyperparameters(),
+                        "data": {"n_train": n_trials, "n_bins": n_bins, "n_forward": tensors.n_forward,
+                                 "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}}
+            trainer = Trainer(network, cfg, n_heldin, n_bins, identity, self.checkpoint_dir, self.resume)
             state = trainer.run(trials, train_index, valid_index)
         self.network_ = network
         self.history_: list[EpochRecord] = state.history
@@ -191,17 +118,18 @@ class LFADS:
         observed = ~torch.isnan(target)
         target.nan_to_num_(nan=0.0)
         trained = observed
-        if self.sv_rate > 0:
-            generator = torch.Generator().manual_seed(self.seed)
+        if self.config.sv_rate > 0:
+            generator = torch.Generator().manual_seed(self.config.seed)
             trained = observed.clone()
             inputs = (slice(None), slice(0, bins), slice(0, heldin))
-            trained[inputs] &= ~sample_validation_mask((tensors.n_train, bins, heldin), self.sv_rate, generator)
+            trained[inputs] &= ~sample_validation_mask((tensors.n_train, bins, heldin), self.config.sv_rate,
+                                                       generator)
         observed = observed.to(device)
         return Batch(target.to(device), observed, observed if trained is observed else trained.to(device))
 
     def _split(self, n_trials: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        order = np.random.default_rng(self.seed).permutation(n_trials)
-        n_valid = min(n_trials - 1, max(1, round(self.valid_fraction * n_trials)))
+        order = np.random.default_rng(self.config.seed).permutation(n_trials)
+        n_valid = min(n_trials - 1, max(1, round(self.config.valid_fraction * n_trials)))
         valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
         return torch.from_numpy(valid).to(device), torch.from_numpy(train).to(device)
 
@@ -215,8 +143,8 @@ class LFADS:
         threads_before = torch.get_num_threads()
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
-            if self.threads > 0:
-                torch.set_num_threads(self.threads)
+            if self.config.threads > 0:
+                torch.set_num_threads(self.config.threads)
             try:
                 yield
             finally:
@@ -228,7 +156,7 @@ class LFADS:
         """Rates of training and evaluation trials (eval: from their held-in spikes alone),
         averaged over `n_samples` posterior samples; factors and inferred inputs in `latents`."""
         if not hasattr(self, "network_"):
-            raise ModelError("lfads: predict() called before fit()")
+            raise not_fitted("lfads")
         expected = (self.n_bins_, self.n_forward_, self.n_heldin_, self.n_heldout_)
         got = (tensors.n_bins, tensors.n_forward, tensors.n_heldin, tensors.n_heldout)
         if got != expected:
@@ -237,9 +165,11 @@ class LFADS:
         train = self._posterior_average(tensors.train_spikes_heldin)
         evaluation = self._posterior_average(tensors.eval_spikes_heldin)
         bins, heldin = self.n_bins_, self.n_heldin_
-        latents = {"train_factors": train.factors[:, :bins], "eval_factors": evaluation.factors[:, :bins]}
+        latents = {latent_key("train", LatentKind.FACTORS): train.factors[:, :bins],
+                   latent_key("eval", LatentKind.FACTORS): evaluation.factors[:, :bins]}
         if train.inputs is not None and evaluation.inputs is not None:
-            latents |= {"train_inputs": train.inputs[:, :bins], "eval_inputs": evaluation.inputs[:, :bins]}
+            latents |= {latent_key("train", LatentKind.INPUTS): train.inputs[:, :bins],
+                        latent_key("eval", LatentKind.INPUTS): evaluation.inputs[:, :bins]}
         return Rates(
             train_rates_heldin=train.rates[:, :bins, :heldin],
             train_rates_heldout=train.rates[:, :bins, heldin:],
@@ -254,16 +184,16 @@ class LFADS:
     def _posterior_average(self, heldin: np.ndarray) -> PosteriorAverage:
         """Average rates, factors and inputs over posterior samples, a chunk of trials at a time;
         each chunk's sums land in host arrays, so memory does not grow with n_samples."""
-        network, samples = self.network_, self.n_samples
+        network, samples = self.network_, self.config.n_samples
         device = network.readout.weight.device
         network.eval()
         n_trials, steps = heldin.shape[0], self.n_bins_ + self.n_forward_
         rates = np.empty((n_trials, steps, self.n_heldin_ + self.n_heldout_), np.float32)
-        factors = np.empty((n_trials, steps, self.fac_dim), np.float32)
-        inputs = np.empty((n_trials, steps, self.co_dim), np.float32) if self.co_dim > 0 else None
+        factors = np.empty((n_trials, steps, self.config.fac_dim), np.float32)
+        inputs = np.empty((n_trials, steps, self.config.co_dim), np.float32) if self.config.co_dim > 0 else None
         spikes = torch.from_numpy(np.nan_to_num(heldin.astype(np.float32), nan=0.0))
         chunk = max(1, PREDICT_ROWS // samples)
-        with self._session(device, self.seed + 1):
+        with self._session(device, self.config.seed + 1):
             for start in range(0, n_trials, chunk):
                 rows = slice(start, min(start + chunk, n_trials))
                 batch = spikes[rows].to(device).repeat_interleave(samples, dim=0)

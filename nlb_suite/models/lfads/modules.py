@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .unroll import UnrollWeights, unroll
+from .unroll import UnrollInputs, UnrollWeights, unroll
 
 CELL_CLIP = 5.0
 # Floor on the initial-condition posterior variance, as in LFADS: keeps the IC KL finite.
@@ -119,8 +119,9 @@ class Decoder(nn.Module):
     generator run on, as in lfads-torch."""
 
     def __init__(self, ic_dim: int, gen_dim: int, fac_dim: int, ci_dim: int, con_dim: int, co_dim: int,
-                 dropout: float):
+                 dropout: float, autograd_unroll: bool = False):
         super().__init__()
+        self.autograd_unroll = autograd_unroll
         self.ic_to_g0 = nn.Linear(ic_dim, gen_dim)
         init_fan_in_(self.ic_to_g0)
         # torch.nn.GRU needs at least one input feature; an uncontrolled generator gets a constant
@@ -171,11 +172,13 @@ class Decoder(nn.Module):
             factor_keep = keep_mask((n_steps, batch, w_con_fac.shape[1]), self.dropout_rate, gen_h0)
         weights = UnrollWeights(
             con_fac=w_con_fac, con_hh=con.weight_hh, con_hh_bias=con.bias_hh, co=self.co_linear.weight,
-            co_bias=self.co_linear.bias, gen_ih=gen.weight_ih_l0, gen_ih_bias=gen.bias_ih_l0,
-            gen_hh=gen.weight_hh_l0, gen_hh_bias=gen.bias_hh_l0, fac=self.factor_map.normalized_weight(),
+            co_bias=self.co_linear.bias, gen_ih=_tensor(gen.weight_ih_l0), gen_ih_bias=_tensor(gen.bias_ih_l0),
+            gen_hh=_tensor(gen.weight_hh_l0), gen_hh_bias=_tensor(gen.bias_hh_l0),
+            fac=self.factor_map.normalized_weight(),
         )
         con_h0 = self.controller_h0.clamp(-CELL_CLIP, CELL_CLIP).expand(batch, -1)
-        out = unroll(con_input_gates.view(n_steps, batch, -1), con_h0, gen_h0, noise, gen_keep, factor_keep, weights)
+        inputs = UnrollInputs(con_input_gates.view(n_steps, batch, -1), con_h0, gen_h0, noise, gen_keep, factor_keep)
+        out = unroll(inputs, weights, autograd=self.autograd_unroll)
         co_mean, co_logvar = out.co_params.transpose(0, 1).split(self.co_dim, dim=2)
         return DecoderOutput(factors=out.factors.transpose(0, 1), co_mean=co_mean,
                              co_std=torch.exp(0.5 * co_logvar), inputs=out.inputs.transpose(0, 1))
@@ -192,3 +195,9 @@ def apply_dropout(x: Tensor, rate: float, training: bool) -> Tensor:
     if not training or rate == 0.0:
         return x
     return x * keep_mask(x.shape, rate, x)
+
+
+def _tensor(value: Tensor | nn.Module) -> Tensor:
+    """A module's parameter as a Tensor (nn.Module attributes are typed Tensor | Module)."""
+    assert isinstance(value, Tensor)
+    return value

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .config import LFADSConfig
 from .modules import Decoder, Encoder, init_fan_in_
 from .priors import AutoregressivePrior, GaussianPrior
 
@@ -19,25 +20,29 @@ class NetworkOutput:
     inputs: Tensor | None  # (batch, steps, co_dim) inferred inputs; None without controller
     ic_mean: Tensor  # (batch, ic_dim)
     ic_std: Tensor
+    ic_sample: Tensor  # the initial condition the generator started from (the mean when not sampling)
     co_mean: Tensor | None  # (batch, steps, co_dim)
     co_std: Tensor | None
 
 
 class LFADSNetwork(nn.Module):
-    """Sizes: `n_input` held-in units read by the encoders, `n_output` units reconstructed
-    (held-in first, then held-out). `co_dim = 0` leaves out the CI encoder and the controller."""
+    """`n_input` held-in units read by the encoders, `n_output` units reconstructed (held-in
+    first, then held-out); sizes and dropout from the config. `co_dim = 0` leaves out the CI
+    encoder and the controller."""
 
-    def __init__(self, n_input: int, n_output: int, ic_enc_dim: int, ci_enc_dim: int, ci_lag: int,
-                 con_dim: int, co_dim: int, ic_dim: int, gen_dim: int, fac_dim: int, dropout: float):
+    def __init__(self, config: LFADSConfig, n_input: int, n_output: int):
         super().__init__()
-        controlled = co_dim > 0
-        self.encoder = Encoder(n_input, ic_enc_dim, ic_dim, ci_enc_dim if controlled else 0, ci_lag, dropout)
-        self.decoder = Decoder(ic_dim, gen_dim, fac_dim, 2 * ci_enc_dim, con_dim, co_dim, dropout)
-        self.readout = nn.Linear(fac_dim, n_output)
+        cfg = config
+        controlled = cfg.co_dim > 0
+        self.encoder = Encoder(n_input, cfg.ic_enc_dim, cfg.ic_dim, cfg.ci_enc_dim if controlled else 0, cfg.ci_lag,
+                               cfg.dropout)
+        self.decoder = Decoder(cfg.ic_dim, cfg.gen_dim, cfg.fac_dim, 2 * cfg.ci_enc_dim, cfg.con_dim, cfg.co_dim,
+                               cfg.dropout, autograd_unroll=cfg.unroll == "autograd")
+        self.readout = nn.Linear(cfg.fac_dim, n_output)
         init_fan_in_(self.readout)
-        self.ic_prior = GaussianPrior(ic_dim)
-        self.co_prior = AutoregressivePrior(co_dim) if controlled else None
-        self.co_dim = co_dim
+        self.ic_prior = GaussianPrior(cfg.ic_dim)
+        self.co_prior = AutoregressivePrior(cfg.co_dim) if controlled else None
+        self.co_dim = cfg.co_dim
 
     def set_mean_rates(self, mean_rates: Tensor) -> None:
         """Start the readout at each unit's mean rate (spikes/bin), so training begins at the
@@ -58,17 +63,20 @@ class LFADSNetwork(nn.Module):
         decoded = self.decoder(g0, encoded.controller_input, n_steps, noise)
         return NetworkOutput(
             log_rates=self.readout(decoded.factors), factors=decoded.factors, inputs=decoded.inputs,
-            ic_mean=encoded.ic_mean, ic_std=encoded.ic_std, co_mean=decoded.co_mean, co_std=decoded.co_std,
+            ic_mean=encoded.ic_mean, ic_std=encoded.ic_std, ic_sample=g0, co_mean=decoded.co_mean,
+            co_std=decoded.co_std,
         )
 
     def recurrent_l2(self, gen_scale: float, con_scale: float) -> Tensor:
         """LFADS' L2 penalty on the recurrent kernels: sum of scale * ||W_hh||^2 / 2 over the
         penalised cells, divided by their total number of weights."""
-        kernels = [(self.decoder.generator.weight_hh_l0, gen_scale)]
+        generator = self.decoder.generator.weight_hh_l0
+        assert isinstance(generator, Tensor)
+        kernels: list[tuple[Tensor, float]] = [(generator, gen_scale)]
         if self.co_prior is not None:
             kernels.append((self.decoder.controller.weight_hh, con_scale))
         penalised = [(weight, scale) for weight, scale in kernels if scale > 0]
-        if not penalised:
-            return self.readout.bias.new_zeros(())
-        total = sum(scale * 0.5 * weight.square().sum() for weight, scale in penalised)
-        return total / sum(weight.numel() for weight, _ in penalised)
+        total = self.readout.bias.new_zeros(())
+        for weight, scale in penalised:
+            total = total + scale * 0.5 * weight.square().sum()
+        return total / max(1, sum(weight.numel() for weight, _ in penalised))

@@ -1,14 +1,23 @@
-"""LFADS priors. Each one turns posterior parameters into a distribution (`make_posterior`) and
-returns the KL divergence of the posterior from itself (`kl`), summed over latent dimensions and
-time and averaged over trials."""
+"""LFADS priors, as lfads-torch has them: each turns posterior parameters into a distribution
+(`make_posterior`) and returns the KL divergence of the posterior from itself with one signature,
+`kl(post_mean, post_std, sample)`, summed over latent dimensions and time and averaged over
+trials. The Gaussian IC prior's KL is analytic (the sample is not needed); the AR(1) prior over
+the inferred inputs estimates it at the sample drawn."""
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
+
+
+class Prior(Protocol):
+    def make_posterior(self, mean: Tensor, std: Tensor) -> Normal: ...
+
+    def kl(self, post_mean: Tensor, post_std: Tensor, sample: Tensor) -> Tensor: ...
 
 
 class GaussianPrior(nn.Module):
@@ -18,13 +27,15 @@ class GaussianPrior(nn.Module):
     def __init__(self, dim: int, mean: float = 0.0, variance: float = 0.1):
         super().__init__()
         self.mean = nn.Parameter(torch.full((dim,), float(mean)))
+        self.logvar: Tensor
         self.register_buffer("logvar", torch.full((dim,), math.log(variance)))
 
     def make_posterior(self, mean: Tensor, std: Tensor) -> Normal:
         return Normal(mean, std)
 
-    def kl(self, post_mean: Tensor, post_std: Tensor) -> Tensor:
-        """post_mean, post_std: (batch, dim) -> mean over the batch of KL(posterior || prior)."""
+    def kl(self, post_mean: Tensor, post_std: Tensor, sample: Tensor) -> Tensor:
+        """post_mean, post_std: (batch, dim) -> mean over the batch of KL(posterior || prior),
+        analytic (`sample`, drawn from the posterior, is not needed)."""
         post_var = post_std.square()
         prior_var = torch.exp(self.logvar)
         per_dim = 0.5 * (self.logvar - torch.log(post_var)
@@ -57,8 +68,8 @@ class AutoregressivePrior(nn.Module):
         rest = Normal(alpha * u[:, :-1], noise_std).log_prob(u[:, 1:])
         return first.sum(dim=1) + rest.sum(dim=(1, 2))
 
-    def kl(self, u: Tensor, post_mean: Tensor, post_std: Tensor) -> Tensor:
-        """u: samples drawn from the posterior N(post_mean, post_std), all (batch, time, dim) ->
+    def kl(self, post_mean: Tensor, post_std: Tensor, sample: Tensor) -> Tensor:
+        """`sample` drawn from the posterior N(post_mean, post_std), all (batch, time, dim) ->
         mean over the batch of the one-sample estimate of KL(posterior || prior)."""
-        log_q = self.make_posterior(post_mean, post_std).log_prob(u).sum(dim=(1, 2))
-        return (log_q - self.log_prob(u)).mean()
+        log_q = self.make_posterior(post_mean, post_std).log_prob(sample).sum(dim=(1, 2))
+        return (log_q - self.log_prob(sample)).mean()

@@ -23,6 +23,7 @@ from ...core.atomic import atomic_path
 from ...core.poisson import bits_per_spike
 from ..base import ModelError
 from .augment import block_gradients, coordinated_dropout, hold_back
+from .config import LFADSConfig
 from .losses import poisson_nll
 from .network import LFADSNetwork, NetworkOutput
 
@@ -52,41 +53,6 @@ class Batch:
         if sv_rate == 0.0:
             return self.target[inputs]
         return hold_back(self.target[inputs], ~self.trained[inputs], sv_rate)
-
-
-@dataclass
-class TrainConfig:
-    """The optimisation settings of one run (model sizes live in `LFADSNetwork`)."""
-
-    lr: float
-    weight_decay: float
-    adam_eps: float
-    max_grad_norm: float
-    loss_scale: float
-    lr_decay: float
-    lr_patience: int
-    lr_stop: float
-    batch_size: int
-    max_epochs: int
-    patience: int
-    cd_rate: float
-    sv_rate: float
-    kl_ic_scale: float
-    kl_co_scale: float
-    l2_gen_scale: float
-    l2_con_scale: float
-    kl_start_epoch: int
-    kl_increase_epoch: int
-    l2_start_epoch: int
-    l2_increase_epoch: int
-    log_every: int
-    checkpoint_dir: Path | None
-    resume: bool
-
-    @property
-    def ramps_done_epoch(self) -> int:
-        """First epoch at which both penalties are at full weight."""
-        return max(self.kl_start_epoch + self.kl_increase_epoch, self.l2_start_epoch + self.l2_increase_epoch)
 
 
 @dataclass
@@ -129,13 +95,15 @@ class Trainer:
     """Fits an `LFADSNetwork`; `run` leaves it with the weights of the best epoch after the ramps
     (the last weights if training ended before the ramps did) and returns the training state."""
 
-    def __init__(self, network: LFADSNetwork, config: TrainConfig, n_heldin: int, n_bins: int,
-                 run_config: dict[str, Any]):
+    def __init__(self, network: LFADSNetwork, config: LFADSConfig, n_heldin: int, n_bins: int,
+                 identity: dict[str, Any], checkpoint_dir: Path | None = None, resume: bool = False):
         self.network = network
         self.config = config
         self.n_heldin = n_heldin
         self.n_bins = n_bins
-        self.run_config = run_config  # saved in checkpoints; must match to resume
+        self.identity = identity  # saved in checkpoints; must match to resume
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, eps=config.adam_eps,
                                            weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -143,16 +111,19 @@ class Trainer:
             threshold=0.0, min_lr=config.lr_stop)
         self.state = TrainingState()
 
-    def run(self, trials: Batch, train_index: Tensor, valid_index: Tensor) -> TrainingState:
-        """Train on `trials[train_index]`, select on `trials[valid_index]`."""
+    def run(self, trials: Batch, train_index: Tensor, valid_index: Tensor,
+            until_epoch: int | None = None) -> TrainingState:
+        """Train on `trials[train_index]`, select on `trials[valid_index]`, until `max_epochs`,
+        early stopping or (when given) `until_epoch` epochs in all, whichever comes first."""
         cfg = self.config
         valid = trials.take(valid_index)
-        if cfg.resume:
+        if self.resume:
             self._restore()
+        last = cfg.max_epochs if until_epoch is None else min(until_epoch, cfg.max_epochs)
         bar = tqdm(total=cfg.max_epochs, initial=self.state.epoch, desc="LFADS", unit="epoch",
                    disable=None, file=sys.stderr, dynamic_ncols=True)
         with bar:
-            while self.state.epoch < cfg.max_epochs and not self._stopped():
+            while self.state.epoch < last and not self.stopped():
                 record = self._epoch(trials, train_index, valid)
                 bar.update(1)
                 bar.set_postfix(train=f"{record.train_loss:.4f}", valid=f"{record.valid_loss:.4f}",
@@ -163,7 +134,7 @@ class Trainer:
             self.network.load_state_dict(self.state.best_weights)
         return self.state
 
-    def _stopped(self) -> bool:
+    def stopped(self) -> bool:
         return self.state.epochs_since_best >= self.config.patience
 
     def _epoch(self, trials: Batch, train_index: Tensor, valid: Batch) -> EpochRecord:
@@ -219,10 +190,10 @@ class Trainer:
 
     def _kl_terms(self, out: NetworkOutput) -> tuple[Tensor, Tensor]:
         net, cfg = self.network, self.config
-        kl_ic = cfg.kl_ic_scale * net.ic_prior.kl(out.ic_mean, out.ic_std)
-        if net.co_prior is None:
-            return kl_ic, torch.zeros_like(kl_ic)
-        return kl_ic, cfg.kl_co_scale * net.co_prior.kl(out.inputs, out.co_mean, out.co_std)
+        kl_ic = cfg.kl_ic_scale * net.ic_prior.kl(out.ic_mean, out.ic_std, out.ic_sample)
+        if net.co_prior is None or out.co_mean is None or out.co_std is None or out.inputs is None:
+            return kl_ic, torch.zeros_like(kl_ic)  # no controller, no inferred inputs
+        return kl_ic, cfg.kl_co_scale * net.co_prior.kl(out.co_mean, out.co_std, out.inputs)
 
     @torch.no_grad()
     def _validate(self, valid: Batch) -> tuple[float, float]:
@@ -247,12 +218,12 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
 
     def _save_last(self) -> None:
-        if self.config.checkpoint_dir is None:
+        if self.checkpoint_dir is None:
             return
         state = self.state
         payload = {
             "format": CHECKPOINT_FORMAT,
-            "config": self.run_config,
+            "identity": self.identity,
             "epoch": state.epoch,
             "weights": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -263,27 +234,30 @@ class Trainer:
             "best_weights": state.best_weights,
             "rng": _rng_state(self.network),
         }
-        save_checkpoint(self.config.checkpoint_dir / LAST_CHECKPOINT, payload)
+        save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, payload)
 
     def _save_best(self) -> None:
-        if self.config.checkpoint_dir is None:
+        if self.checkpoint_dir is None:
             return
-        payload = {"format": CHECKPOINT_FORMAT, "config": self.run_config, "epoch": self.state.best_epoch,
+        payload = {"format": CHECKPOINT_FORMAT, "identity": self.identity, "epoch": self.state.best_epoch,
                    "weights": self.state.best_weights}
-        save_checkpoint(self.config.checkpoint_dir / BEST_CHECKPOINT, payload)
+        save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, payload)
 
     def _restore(self) -> None:
-        """Continue from `last.pt` when it exists; a fresh run otherwise."""
-        assert self.config.checkpoint_dir is not None
-        path = self.config.checkpoint_dir / LAST_CHECKPOINT
+        """Continue from `last.pt` when it exists; a fresh run otherwise. A checkpoint made with
+        other hyperparameters or other data is refused, naming what differs."""
+        assert self.checkpoint_dir is not None
+        path = self.checkpoint_dir / LAST_CHECKPOINT
         if not path.exists():
             return
         payload = load_checkpoint(path)
-        mismatched = sorted(key for key in self.run_config if payload["config"].get(key) != self.run_config[key])
-        if mismatched:
-            details = ", ".join(f"{k}: {payload['config'].get(k)!r} there, {self.run_config[k]!r} now"
-                                for k in mismatched)
-            raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings ({details})")
+        if payload.get("format") != CHECKPOINT_FORMAT or "identity" not in payload:
+            raise ModelError(f"{path}: written by another version of nlb_suite (format "
+                             f"{payload.get('format')!r}); remove the folder to start afresh")
+        differences = _differences(payload["identity"], self.identity)
+        if differences:
+            raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings "
+                             f"({'; '.join(differences)}); rerun with those settings, or without --resume")
         self.network.load_state_dict(payload["weights"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
@@ -295,6 +269,17 @@ class Trainer:
             epochs_since_best=selection["epochs_since_best"],
         )
         _set_rng_state(payload["rng"], self.network)
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """'key: X there, Y now' for every entry of the two identities that differs."""
+    out = []
+    for section in sorted(set(saved) | set(now)):
+        before, after = saved.get(section, {}), now.get(section, {})
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                out.append(f"{key}: {before.get(key)!r} there, {after.get(key)!r} now")
+    return out
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -331,7 +316,9 @@ def _rng_state(network: LFADSNetwork) -> dict[str, Tensor | None]:
 
 
 def _set_rng_state(saved: dict[str, Tensor | None], network: LFADSNetwork) -> None:
-    torch.set_rng_state(saved["cpu"])
+    cpu = saved["cpu"]
+    assert cpu is not None, "a checkpoint always holds the CPU generator's state"
+    torch.set_rng_state(cpu)
     device = network.readout.weight.device
     # A run saved on another kind of device resumes with that device's generator as it stands.
     if device.type == "cuda" and saved["cuda"] is not None:

@@ -6,8 +6,10 @@ the previous step's factors). Left to autograd it records ~30 graph nodes per st
 every weight gradient as a small per-step matrix product. Here the forward pass runs without a
 graph, writing each step's gates into preallocated time-major buffers; the backward pass walks
 back through time propagating only the state gradients, and computes every weight gradient
-afterwards as one large matrix product over all steps. `tests/test_lfads_unroll.py` checks it
-against autograd (gradcheck) and against a plain clipped-GRU-cell loop.
+afterwards as one large matrix product over all steps: about 3x faster than autograd here.
+`unroll_autograd` is the same recurrence written plainly for autograd, for debugging and for
+trying new features (the `unroll = "autograd"` setting of LFADS); `tests/test_lfads_unroll.py`
+checks the two against each other and the hand-written backward with gradcheck.
 
 Shapes: S steps, B trials, C controller units, G generator units, F factors, U inferred inputs.
 The GRUs use torch's gate layout (reset, update, new); all tensors are time-major.
@@ -15,9 +17,11 @@ The GRUs use torch's gate layout (reset, update, new); all tensors are time-majo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -43,24 +47,66 @@ class UnrollOutput:
     inputs: Tensor  # (S, B, U) inferred inputs: mean + exp(logvar / 2) * noise
 
 
-def unroll(con_input_gates: Tensor, con_h0: Tensor, gen_h0: Tensor, noise: Tensor, gen_keep: Tensor | None,
-           factor_keep: Tensor | None, weights: UnrollWeights) -> UnrollOutput:
-    """Run controller and generator for S steps.
+@dataclass
+class UnrollInputs:
+    """con_input_gates (S, B, 3C): the controller's input-gate pre-activations from the CI
+    encoding (bias included); con_h0 (B, C), gen_h0 (B, G): initial states, already inside the
+    clip; noise (S, B, U): standard normal draws (zeros give the posterior means); gen_keep
+    (S+1, B, G) and factor_keep (S, B, F): scaled dropout masks on the generator states (the
+    initial one first) and on the factors fed back to the controller, or None without dropout."""
 
-    con_input_gates (S, B, 3C): the controller's input-gate pre-activations from the CI encoding
-    (bias included); con_h0 (B, C), gen_h0 (B, G): initial states, already inside the clip;
-    noise (S, B, U): standard normal draws (zeros give the posterior means); gen_keep (S+1, B, G)
-    and factor_keep (S, B, F): scaled dropout masks on the generator states (the initial one
-    first) and on the factors fed back to the controller, or None without dropout.
-    """
-    arguments = (con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, weights.con_fac, weights.con_hh,
-                 weights.con_hh_bias, weights.co, weights.co_bias, weights.gen_ih, weights.gen_ih_bias,
-                 weights.gen_hh, weights.gen_hh_bias, weights.fac)
+    con_input_gates: Tensor
+    con_h0: Tensor
+    gen_h0: Tensor
+    noise: Tensor
+    gen_keep: Tensor | None
+    factor_keep: Tensor | None
+
+
+def unroll(inputs: UnrollInputs, weights: UnrollWeights, autograd: bool = False) -> UnrollOutput:
+    """Run controller and generator for S steps; `autograd` takes the plain recurrence instead of
+    the hand-written backward pass (same numbers, about 3x slower to train)."""
+    if autograd:
+        return unroll_autograd(inputs, weights)
+    arguments = _tensors(inputs) + _tensors(weights)
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in arguments):
-        factors, co_params, inputs = _Unroll.apply(*arguments)
+        factors, co_params, u = _Unroll.apply(*arguments)
     else:  # no backward pass to come: keep one step of history, not all of them
-        factors, co_params, inputs, _ = _forward(*arguments, keep_history=False)
-    return UnrollOutput(factors, co_params, inputs)
+        factors, co_params, u, _ = _forward(inputs, weights, keep_history=False)
+    return UnrollOutput(factors, co_params, u)
+
+
+def _tensors(values: UnrollInputs | UnrollWeights) -> tuple[Tensor | None, ...]:
+    """The dataclass's tensors in field order (autograd functions take positional tensors)."""
+    return tuple(getattr(values, item.name) for item in fields(values))
+
+
+def unroll_autograd(inputs: UnrollInputs, weights: UnrollWeights) -> UnrollOutput:
+    """The same recurrence written plainly, differentiated by autograd."""
+    x, w = inputs, weights
+
+    def gru(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+        gi_r, gi_z, gi_n = gi.chunk(3, dim=1)
+        gh_r, gh_z, gh_n = gh.chunk(3, dim=1)
+        r, z = torch.sigmoid(gi_r + gh_r), torch.sigmoid(gi_z + gh_z)
+        n = torch.tanh(gi_n + r * gh_n)
+        return (1 - z) * n + z * h
+
+    con_h, gen_h = x.con_h0, x.gen_h0
+    factor = _masked(gen_h, x.gen_keep, 0) @ w.fac.t()
+    factors, params, inputs_used = [], [], []
+    for t in range(x.con_input_gates.shape[0]):
+        gi = x.con_input_gates[t] + _masked(factor, x.factor_keep, t) @ w.con_fac.t()
+        con_h = gru(gi, F.linear(con_h, w.con_hh, w.con_hh_bias), con_h)
+        p = F.linear(con_h, w.co, w.co_bias)
+        mean, logvar = p.chunk(2, dim=1)
+        u = mean + torch.exp(0.5 * logvar) * x.noise[t]
+        gen_h = gru(F.linear(u, w.gen_ih, w.gen_ih_bias), F.linear(gen_h, w.gen_hh, w.gen_hh_bias), gen_h)
+        factor = _masked(gen_h, x.gen_keep, t + 1) @ w.fac.t()
+        factors.append(factor)
+        params.append(p)
+        inputs_used.append(u)
+    return UnrollOutput(torch.stack(factors), torch.stack(params), torch.stack(inputs_used))
 
 
 @dataclass
@@ -97,10 +143,11 @@ class _History:
         return t if self.kept else t % 2
 
 
-def _forward(con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_con_fac, w_con_hh, b_con_hh, w_co,
-             b_co, w_gen_ih, b_gen_ih, w_gen_hh, b_gen_hh, w_fac, keep_history: bool):
+def _forward(x: UnrollInputs, w: UnrollWeights, keep_history: bool) -> tuple[Tensor, Tensor, Tensor, _History]:
+    con_input_gates, con_h0, gen_h0, noise = x.con_input_gates, x.con_h0, x.gen_h0, x.noise
+    gen_keep, factor_keep = x.gen_keep, x.factor_keep
     steps, batch, _ = con_input_gates.shape
-    con_dim, gen_dim, co_dim, fac_dim = con_h0.shape[1], gen_h0.shape[1], noise.shape[2], w_fac.shape[0]
+    con_dim, gen_dim, co_dim, fac_dim = con_h0.shape[1], gen_h0.shape[1], noise.shape[2], w.fac.shape[0]
     h = _History.allocate(con_input_gates, steps, batch, con_dim, gen_dim, fac_dim, co_dim, keep_history)
     factors = con_input_gates.new_empty(steps, batch, fac_dim)
     co_params = con_input_gates.new_empty(steps, batch, 2 * co_dim)
@@ -108,8 +155,9 @@ def _forward(con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_co
     # The full hidden-side products W_hh h + b_hh go to scratch buffers reused at every step.
     con_hidden, gen_hidden = con_h0.new_empty(batch, 3 * con_dim), gen_h0.new_empty(batch, 3 * gen_dim)
     h.con_states[0], h.gen_states[0] = con_h0, gen_h0
-    w_con_fac_t, w_con_hh_t, w_co_t = w_con_fac.t(), w_con_hh.t(), w_co.t()
-    w_gen_ih_t, w_gen_hh_t, w_fac_t = w_gen_ih.t(), w_gen_hh.t(), w_fac.t()
+    w_con_fac_t, w_con_hh_t, w_co_t = w.con_fac.t(), w.con_hh.t(), w.co.t()
+    w_gen_ih_t, w_gen_hh_t, w_fac_t = w.gen_ih.t(), w.gen_hh.t(), w.fac.t()
+    b_con_hh, b_co, b_gen_ih, b_gen_hh = w.con_hh_bias, w.co_bias, w.gen_ih_bias, w.gen_hh_bias
 
     factor = _masked(gen_h0, gen_keep, 0) @ w_fac_t
     for t in range(steps):
@@ -133,19 +181,19 @@ def _forward(con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_co
 
 class _Unroll(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_con_fac, w_con_hh,
-                b_con_hh, w_co, b_co, w_gen_ih, b_gen_ih, w_gen_hh, b_gen_hh, w_fac):
-        factors, co_params, inputs, h = _forward(
-            con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep, w_con_fac, w_con_hh, b_con_hh, w_co,
-            b_co, w_gen_ih, b_gen_ih, w_gen_hh, b_gen_hh, w_fac, keep_history=True)
-        ctx.save_for_backward(noise, gen_keep, factor_keep, w_con_fac, w_con_hh, w_co, w_gen_ih, w_gen_hh, w_fac,
-                              h.con_states, h.gen_states, h.con_gates, h.con_hidden_new, h.gen_gates,
+    def forward(ctx: Any, *tensors: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        n_inputs = len(fields(UnrollInputs))
+        x, w = UnrollInputs(*tensors[:n_inputs]), UnrollWeights(*tensors[n_inputs:])  # type: ignore[arg-type]
+        factors, co_params, inputs, h = _forward(x, w, keep_history=True)
+        ctx.save_for_backward(x.noise, x.gen_keep, x.factor_keep, w.con_fac, w.con_hh, w.co, w.gen_ih, w.gen_hh,
+                              w.fac, h.con_states, h.gen_states, h.con_gates, h.con_hidden_new, h.gen_gates,
                               h.gen_hidden_new, h.feedback, inputs, h.co_std)
         return factors, co_params, inputs
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, d_factors, d_co_params, d_inputs):
+    def backward(ctx: Any, d_factors: Tensor | None, d_co_params: Tensor | None,
+                 d_inputs: Tensor | None) -> tuple[Tensor | None, ...]:
         (noise, gen_keep, factor_keep, w_con_fac, w_con_hh, w_co, w_gen_ih, w_gen_hh, w_fac, con_states,
          gen_states, con_gates, con_hidden_new, gen_gates, gen_hidden_new, feedback, inputs, co_std) = ctx.saved_tensors
         steps, batch, co_dim = inputs.shape
@@ -176,6 +224,7 @@ class _Unroll(torch.autograd.Function):
             if factor_keep is not None:
                 d_next_factor *= factor_keep[t]
         # The initial factor (from the initial generator state) fed the controller's first step.
+        assert d_next_factor is not None, "the unroll has at least one step"
         d_gen_h0 = d_gen_h + _masked(d_next_factor @ w_fac, gen_keep, 0)
 
         dropped_states = gen_states if gen_keep is None else gen_states * gen_keep

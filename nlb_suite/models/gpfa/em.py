@@ -1,42 +1,41 @@
-"""Gaussian-process factor analysis (Yu et al. 2009) on numpy/scipy, batched over trials.
+"""GPFA's EM (Yu et al. 2009), batched over trials.
 
 Model, per trial of T bins: latents x_i(t), i = 1..q, are independent Gaussian processes with a
 squared-exponential covariance (1 - eps) exp(-gamma_i (t - s)^2 / 2) + eps [t == s], where
-gamma_i = 1 / timescale_i^2 in bins and eps is a small fixed GP noise variance; the observations are
-y(t) = C x(t) + d + noise, noise ~ N(0, diag(R)). EM learns C, d, R in closed form and each gamma_i
-by Newton steps on the expected complete-data log-likelihood, starting from factor analysis.
-
-Spike counts enter square-rooted, as in Yu 2009: the square root roughly stabilises the Poisson
-variance, which suits the Gaussian observation model. Rates come from a Poisson GLM on the latent
-posterior means (`PoissonReadout`), so they are in spikes/bin whatever the transform. The forward
-window's latents are the GP's prediction given the observed bins; a second readout, fitted on the
-training trials' forward spikes, turns them into rates.
+gamma_i = 1 / timescale_i^2 in bins and eps is a small fixed GP noise variance; the observations
+are y(t) = C x(t) + d + noise, noise ~ N(0, diag(R)). EM learns C, d, R in closed form and each
+gamma_i by Newton steps on the expected complete-data log-likelihood, starting from factor
+analysis.
 
 Speed: all sequences have the same length, so every sequence with the same pattern of observed
-entries shares one posterior covariance (a (q T) x (q T) matrix). Each EM iteration factorises it
-once per pattern and gets the posterior means of all those sequences from matrix products.
+entries shares one posterior covariance (a (q T) x (q T) matrix). Each EM iteration factorises
+it once per pattern and gets the posterior means of all those sequences from matrix products.
 Without NaN there is a single pattern, and it is time-invariant: then the GP prior's symmetry
-under time reversal splits the covariance into two halves (`_TimeParity`), each a quarter of the
-work, and E-step and M-steps work in that basis throughout. The timescales' M-step takes Newton
-steps whose prior-only terms are reused by the next E-step. Training sequences longer than
-`segment_bins` are cut into overlapping segments of that length (as Yu 2009's code does) because
-the cost grows as (q T)^3.
+under time reversal splits the covariance into two halves (`linalg.TimeParity`), each a quarter
+of the work, and E-step and M-steps work in that basis throughout. The timescales' M-step takes
+Newton steps whose prior-only terms are reused by the next E-step. `dense.py` computes the same
+posterior by plain Gaussian conditioning, as the tests' reference.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import scipy.linalg
-from sklearn.decomposition import FactorAnalysis
 
-from ..core.arrays import Rates, Tensors
-from .base import ModelError, check_range, register_model
-from .readout import PoissonReadout
+from ..linear import factor_analysis, group_by_pattern
+from .linalg import (
+    KernelTerms,
+    TimeParity,
+    TimescaleObjective,
+    lower_triangular_inverse,
+    se_kernel_by_lag,
+    spd_inverse_and_logdet,
+    time_parity,
+)
 
 
 @dataclass(frozen=True)
@@ -77,18 +76,15 @@ def gp_covariances(gamma: np.ndarray, gp_noise_variance: float, n_bins: int) -> 
 
 
 def factor_analysis_init(sequences: np.ndarray, latent_dim: int, timescale_bins: float,
-                         gp_noise_variance: float, seed: int) -> GpfaParameters:
+                         gp_noise_variance: float) -> GpfaParameters:
     """Starting point of EM: factor analysis of all bins of `sequences` (trials, bins, units), the
     same timescale for every latent. NaN entries are replaced by the unit's mean for this step."""
     samples = sequences.reshape(-1, sequences.shape[-1])
     unit_mean = np.nanmean(samples, axis=0)
-    samples = np.where(np.isnan(samples), unit_mean, samples)
-    analysis = FactorAnalysis(n_components=latent_dim, noise_variance_init=samples.var(axis=0),
-                              random_state=seed)
-    analysis.fit(samples)
+    centred = np.where(np.isnan(samples), 0.0, samples - unit_mean)
+    factors = factor_analysis(centred.T @ centred / len(centred), len(centred), latent_dim)
     return GpfaParameters(
-        loading=analysis.components_.T.copy(), offset=unit_mean,
-        private_variance=analysis.noise_variance_.copy(),
+        loading=factors.loadings, offset=unit_mean, private_variance=factors.noise,
         gamma=np.full(latent_dim, timescale_bins ** -2.0), gp_noise_variance=gp_noise_variance,
     )
 
@@ -99,7 +95,7 @@ class _PatternGroup:
 
     Their values are kept in the group's coordinates over time: when the group is time-invariant
     (every unit observed in all bins or in none: always so without NaN), the bases of the two
-    halves of `_TimeParity`, symmetric first, in which its posterior precision is block-diagonal;
+    halves of `TimeParity`, symmetric first, in which its posterior precision is block-diagonal;
     otherwise the bins themselves. The E-step and M-step work in these coordinates throughout,
     as every sum over time they need is the same in any orthonormal basis."""
 
@@ -120,116 +116,37 @@ class _PatternGroup:
 def _group_by_pattern(sequences: np.ndarray) -> list[_PatternGroup]:
     n_bins = sequences.shape[1]
     observed = ~np.isnan(sequences)
-    # Bit-packed rows make finding the distinct patterns several times faster.
-    packed = np.packbits(observed.reshape(len(sequences), -1), axis=1)
-    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
     values = np.where(observed, sequences, 0.0)
     groups = []
-    for index, sequence in enumerate(first):
-        pattern = observed[sequence]
-        members = np.flatnonzero(inverse == index)
-        in_time = values[members].transpose(1, 0, 2)  # (bins, members, units)
-        time_invariant = bool((pattern == pattern[0]).all())
-        coordinates = _time_parity(n_bins).basis if time_invariant else np.eye(n_bins)
+    for pattern in group_by_pattern(observed):
+        in_time = values[pattern.members].transpose(1, 0, 2)  # (bins, members, units)
+        time_invariant = bool((pattern.observed == pattern.observed[0]).all())
+        coordinates = time_parity(n_bins).basis if time_invariant else np.eye(n_bins)
         groups.append(_PatternGroup(
-            pattern, members, time_invariant, coordinates,
+            pattern.observed, pattern.members, time_invariant, coordinates,
             values=(coordinates @ in_time.reshape(n_bins, -1)).reshape(in_time.shape),
             value_sum=in_time.sum(axis=(0, 1)), square_sum=(in_time ** 2).sum(axis=(0, 1))))
     return groups
-
-
-def _spd_inverse_and_logdet(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverses and log-determinants of a stack of symmetric positive-definite matrices."""
-    factors = np.linalg.cholesky(matrices)  # raises LinAlgError unless positive definite
-    log_determinant = 2.0 * np.log(np.diagonal(factors, axis1=-2, axis2=-1)).sum(axis=-1)
-    return np.linalg.inv(matrices), log_determinant
-
-
-def _se_kernel_by_lag(gamma: np.ndarray, gp_noise_variance: float, n_bins: int) -> np.ndarray:
-    """Each latent's prior covariance at lags 0 .. n_bins - 1 bins: (latents, n_bins)."""
-    kernel = (1.0 - gp_noise_variance) * np.exp(-0.5 * gamma[:, None] * np.arange(n_bins) ** 2.0)
-    kernel[:, 0] += gp_noise_variance
-    return kernel
-
-
-@dataclass(frozen=True)
-class _TimeParity:
-    """The split of sequences of n_bins bins into time-symmetric and time-antisymmetric parts.
-
-    A stationary covariance (its (t, s) entry a function of |t - s|) commutes with time reversal,
-    so in an orthonormal basis of symmetric and antisymmetric sequences it is block-diagonal, with
-    two halves of about n_bins / 2: inverting or factorising them costs a quarter of the whole.
-    For batching, both halves have the symmetric half's size; when n_bins is odd the
-    antisymmetric basis gets a zero row and `halves` puts 1 on the diagonal there, which adds
-    nothing to log-determinants or traces."""
-
-    bases: np.ndarray  # (2, size, n_bins), rows are basis sequences
-    sizes: tuple[int, int]  # rows of each half that are real
-    lag_operators: np.ndarray  # (n_bins, 2 * size * size): B_h [|t - s| == lag] B_h' per lag
-    padding: np.ndarray  # (2, size, size): 1 on the diagonal of the padding rows
-
-    def halves(self, by_lag: np.ndarray, padding: float = 0.0) -> np.ndarray:
-        """Both halves (..., 2, size, size) of the stationary matrices whose (t, s) entry is
-        by_lag[..., |t - s|], with `padding` on the padding rows' diagonal."""
-        size = self.bases.shape[1]
-        halves = (by_lag @ self.lag_operators).reshape(*by_lag.shape[:-1], 2, size, size)
-        return halves + padding * self.padding if padding else halves
-
-    @cached_property
-    def basis(self) -> np.ndarray:
-        """(n_bins, n_bins): the real rows of both halves, symmetric first."""
-        return np.concatenate([self.bases[half, :size] for half, size in enumerate(self.sizes)])
-
-    @property
-    def rows(self) -> list[slice]:
-        """The rows of each non-empty half in `basis`."""
-        return [slice(start, start + size) for start, size in
-                zip((0, self.sizes[0]), self.sizes) if size]
-
-    def split(self, matrices: np.ndarray) -> np.ndarray:
-        """The diagonal blocks (..., 2, size, size) in the two halves' bases of any matrices
-        (..., n_bins, n_bins): for a stationary K, tr(K X) is the sum over both halves of
-        tr(K_h X_h)."""
-        return self.bases @ matrices[..., None, :, :] @ self.bases.swapaxes(-1, -2)
-
-
-@functools.lru_cache(maxsize=16)
-def _time_parity(n_bins: int) -> _TimeParity:
-    size, n_antisymmetric = n_bins - n_bins // 2, n_bins // 2
-    first = np.arange(n_antisymmetric)
-    mirror = n_bins - 1 - first
-    bases = np.zeros((2, size, n_bins))
-    bases[0, first, first] = bases[0, first, mirror] = math.sqrt(0.5)
-    bases[1, first, first], bases[1, first, mirror] = math.sqrt(0.5), -math.sqrt(0.5)
-    if n_bins % 2:
-        bases[0, size - 1, size - 1] = 1.0
-    lags = np.abs(np.subtract.outer(np.arange(n_bins), np.arange(n_bins)))
-    at_lag = (lags == np.arange(n_bins)[:, None, None]).astype(float)  # (lag, t, s)
-    operators = bases @ at_lag[:, None] @ bases.swapaxes(-1, -2)  # (lag, 2, size, size)
-    padding = np.zeros((2, size, size))
-    padding[1, n_antisymmetric:, n_antisymmetric:] = np.eye(size - n_antisymmetric)
-    return _TimeParity(bases, (size, n_antisymmetric), operators.reshape(n_bins, -1), padding)
 
 
 @dataclass(frozen=True)
 class _GpPrior:
     """The latents' GP prior over sequences of one length, as precisions."""
 
-    parity: _TimeParity
+    parity: TimeParity
     precision_halves: np.ndarray  # (latents, 2, size, size)
     log_determinant: float  # of the prior covariance of all latents over all bins
 
     @classmethod
     def of(cls, parameters: GpfaParameters, n_bins: int) -> _GpPrior:
-        parity = _time_parity(n_bins)
+        parity = time_parity(n_bins)
         covariance = parity.halves(
-            _se_kernel_by_lag(parameters.gamma, parameters.gp_noise_variance, n_bins), padding=1.0)
-        precision, log_determinant = _spd_inverse_and_logdet(covariance)
+            se_kernel_by_lag(parameters.gamma, parameters.gp_noise_variance, n_bins), padding=1.0)
+        precision, log_determinant = spd_inverse_and_logdet(covariance)
         return cls(parity, precision, float(log_determinant.sum()))
 
     @classmethod
-    def from_kernel(cls, kernel: _KernelTerms) -> _GpPrior:
+    def from_kernel(cls, kernel: KernelTerms) -> _GpPrior:
         """The prior at the timescales of `kernel`, which has computed it already."""
         return cls(kernel.parity, kernel.weights[0], float(kernel.log_determinant.sum()))
 
@@ -240,37 +157,13 @@ class _GpPrior:
         return (bases.swapaxes(-1, -2) @ self.precision_halves @ bases).sum(axis=1)
 
 
-# Below this size LAPACK's triangular inversion is used as is; above it, the recursion in
-# `_lower_triangular_inverse` is faster, as most of its work is matrix products.
-_DIRECT_INVERSION_SIZE = 128
-
-
-def _lower_triangular_inverse(lower: np.ndarray) -> np.ndarray:
-    """Inverse of the lower-triangular `lower` (zeros above the diagonal, as LAPACK's Cholesky
-    leaves them), by halves: [[A, 0], [B, C]]^-1 = [[A^-1, 0], [-C^-1 B A^-1, C^-1]]."""
-    n = len(lower)
-    if n <= _DIRECT_INVERSION_SIZE:
-        inverse, info = scipy.linalg.lapack.dtrtri(lower, lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"singular triangular factor (info {info})")
-        return inverse
-    half = n // 2
-    inverse = np.zeros((n, n), order="F")
-    first = inverse[:half, :half] = _lower_triangular_inverse(lower[:half, :half])
-    second = inverse[half:, half:] = _lower_triangular_inverse(lower[half:, half:])
-    inverse[half:, :half] = -scipy.linalg.blas.dtrmm(
-        1.0, second, scipy.linalg.blas.dtrmm(1.0, first, lower[half:, :half], side=1, lower=1),
-        lower=1)
-    return inverse
-
-
 @dataclass(frozen=True)
 class _GroupPosterior:
     means: np.ndarray  # (bins, members, latents), in the group's coordinates
     # For the M-step: per sequence, the latents' posterior covariance in each bin, (bins, latents,
     # latents), or its sum over bins, (1, latents, latents), when the group is time-invariant
     # (then that sum is all the M-step needs); and summed over the group's sequences, each
-    # latent's second moment over time E[x x'] in the halves of `_TimeParity`, (latents, 2, size,
+    # latent's second moment over time E[x x'] in the halves of `TimeParity`, (latents, 2, size,
     # size), all that the timescales' M-step needs.
     bin_covariance: np.ndarray | None
     latent_moments: np.ndarray | None
@@ -286,7 +179,7 @@ def _group_posterior(parameters: GpfaParameters, prior: _GpPrior, group: _Patter
     (q T)-sized matrix is factorised, never the (units T)-sized data covariance.
 
     When the observed units are the same in every bin, the precision commutes with time reversal
-    as the prior does, so it splits into two independent halves (see `_TimeParity`)."""
+    as the prior does, so it splits into two independent halves (see `TimeParity`)."""
     loading, variance = parameters.loading, parameters.private_variance
     n_latents, n_bins = parameters.latent_dim, group.observed.shape[0]
     n_members = len(group.members)
@@ -330,7 +223,7 @@ def _group_posterior(parameters: GpfaParameters, prior: _GpPrior, group: _Patter
         if with_covariance:
             # The M-step needs blocks of the covariance L^-T L^-1: from the columns of L^-1 they
             # are two matrix products, and the means two triangular ones.
-            inverse_factor = _lower_triangular_inverse(factor)
+            inverse_factor = lower_triangular_inverse(factor)
             whitened = scipy.linalg.blas.dtrmm(1.0, inverse_factor, right_side, lower=1)
             solution = scipy.linalg.blas.dtrmm(1.0, inverse_factor, whitened, lower=1, trans_a=1)
             columns = inverse_factor.T.reshape(n_latents, n_rows, size)  # (latent, row, .)
@@ -457,80 +350,6 @@ def _update_observation_model(groups: list[_PatternGroup], posteriors: list[_Gro
             np.maximum(variance, statistics.variance_floor))
 
 
-@dataclass(frozen=True)
-class _TimescaleTerms:
-    """Per latent: the negative expected log prior of the latents and its first two derivatives
-    with respect to log gamma."""
-
-    value: np.ndarray
-    slope: np.ndarray
-    curvature: np.ndarray
-
-
-@dataclass(frozen=True)
-class _KernelTerms:
-    """What the timescale objective needs of the prior covariance K at one log gamma, for any
-    second moment A: per latent, f = (n log|K| + <W, A>) / 2,
-    f' = (n tr(W K') - <W K' W, A>) / 2 and
-    f'' = (n tr(W K'') - n tr(W K' W K') + <2 W K' W K' W - W K'' W, A>) / 2, with W = K^-1,
-    ' = d / d log gamma and <X, A> = tr(X A). Every array has the latents first, so the terms of
-    different latents can be mixed (`where`)."""
-
-    log_gamma: np.ndarray  # (latents,)
-    parity: _TimeParity
-    log_determinant: np.ndarray  # (latents,) of K
-    constants: np.ndarray  # (3, latents): the parts of f, f', f'' without A
-    weights: np.ndarray  # (3, latents, 2, size, size): the matrices that A is contracted with
-
-    def terms(self, second_moment: np.ndarray) -> _TimescaleTerms:
-        """`second_moment`: the halves (latents, 2, size, size) of A."""
-        value, slope, curvature = 0.5 * (
-            self.constants + (self.weights * second_moment).sum(axis=(2, 3, 4)))
-        return _TimescaleTerms(value, slope, curvature)
-
-    def where(self, mask: np.ndarray, other: _KernelTerms) -> _KernelTerms:
-        return _KernelTerms(np.where(mask, self.log_gamma, other.log_gamma), self.parity,
-                            np.where(mask, self.log_determinant, other.log_determinant),
-                            np.where(mask, self.constants, other.constants),
-                            np.where(mask[:, None, None, None], self.weights, other.weights))
-
-
-class _TimescaleObjective:
-    """The M-step objective for the GP timescales of sequences of `n_bins` bins: per latent, the
-    negative expected log prior f = (n log|K| + tr(K^-1 A)) / 2 as a function of log gamma, where
-    A is the sum over the n sequences of E[x x'] (see `_KernelTerms`). K and its derivatives are
-    stationary, so every trace splits into the two halves of `_TimeParity`, and of A only the
-    blocks in those halves matter."""
-
-    def __init__(self, n_bins: int, n_sequences: int, gp_noise_variance: float):
-        self._parity = _time_parity(n_bins)
-        self._n_sequences = n_sequences
-        self._gp_noise_variance = gp_noise_variance
-        self._lag_squared = np.arange(n_bins) ** 2.0
-
-    def kernel_terms(self, log_gamma: np.ndarray) -> _KernelTerms:
-        decay = -0.5 * np.exp(log_gamma)[:, None] * self._lag_squared
-        smooth = (1.0 - self._gp_noise_variance) * np.exp(decay)
-        first = decay * smooth
-        second = first * (1.0 + decay)
-        kernel = smooth.copy()
-        kernel[:, 0] += self._gp_noise_variance
-        covariance, first, second = self._parity.halves(np.stack([kernel, first, second]))
-        precision, log_determinant = _spd_inverse_and_logdet(covariance + self._parity.padding)
-        precision_first, precision_second = precision @ first, precision @ second
-        slope_weight = precision_first @ precision
-        n = self._n_sequences
-        constants = n * np.stack([
-            log_determinant.sum(axis=1),
-            np.einsum("lhii->l", precision_first),
-            np.einsum("lhii->l", precision_second)
-            - np.einsum("lhij,lhji->l", precision_first, precision_first)])
-        weights = np.stack([precision, -slope_weight,
-                            2.0 * precision_first @ slope_weight - precision_second @ precision])
-        return _KernelTerms(log_gamma, self._parity, log_determinant.sum(axis=1), constants,
-                            weights)
-
-
 # Newton on log gamma: the largest step (one e-fold of gamma), the step below which a latent has
 # converged (it then stays at the last point evaluated: the objective there is within about
 # curvature x step^2 of the optimum, nothing next to the likelihood), the relative rounding error
@@ -543,15 +362,17 @@ _MAX_NEWTON_STEPS = 50
 _MAX_HALVINGS = 30
 
 
-def _update_timescales(objective: _TimescaleObjective, kernel: _KernelTerms,
-                       posteriors: list[_GroupPosterior]) -> _KernelTerms:
+def _update_timescales(objective: TimescaleObjective, kernel: KernelTerms,
+                       posteriors: list[_GroupPosterior]) -> KernelTerms:
     """M-step for the GP precisions gamma, from the current ones (`kernel`, which also holds
     what the objective needs of them): maximise each latent's expected log prior over log gamma.
     The latents' problems are independent one-dimensional ones, so all take damped Newton steps
     at once (Yu 2009 uses a gradient method); a latent's step is halved until its objective does
     not increase, so EM's likelihood never decreases. Returns the kernel terms at the new gamma,
     which the next M-step starts from."""
-    second_moment = sum(posterior.latent_moments for posterior in posteriors)
+    moments = [posterior.latent_moments for posterior in posteriors if posterior.latent_moments is not None]
+    assert len(moments) == len(posteriors), "the M-step needs the posteriors' moments"
+    second_moment: np.ndarray = np.sum(moments, axis=0)
     current = kernel.terms(second_moment)
     for _ in range(_MAX_NEWTON_STEPS):
         # Where the objective is not convex, a full step downhill instead of Newton's.
@@ -584,7 +405,7 @@ def fit_gpfa(sequences: np.ndarray, initial: GpfaParameters, n_iter: int, tolera
     times each unit's variance (this prevents Heywood cases with zero private variance)."""
     groups = _group_by_pattern(sequences)
     statistics = _UnitStatistics.of(sequences, groups, min_var_frac)
-    timescale_objective = _TimescaleObjective(sequences.shape[1], len(sequences),
+    timescale_objective = TimescaleObjective(sequences.shape[1], len(sequences),
                                               initial.gp_noise_variance)
     kernel = timescale_objective.kernel_terms(np.log(initial.gamma))
 
@@ -617,116 +438,3 @@ def cut_segments(sequences: np.ndarray, segment_bins: int) -> np.ndarray:
         return sequences
     starts = np.round(np.linspace(0, n_bins - segment_bins, math.ceil(n_bins / segment_bins)))
     return np.concatenate([sequences[:, start:start + segment_bins] for start in starts.astype(int)])
-
-
-@register_model("gpfa")
-class Gpfa:
-    """GPFA latents from square-rooted held-in counts, rates of all units by a Poisson GLM.
-
-    Hyperparameters: `latent_dim` latents; at most `n_iter` EM iterations, stopping early by
-    `tolerance` (see `fit_gpfa`); private-variance floor `min_var_frac`; initial GP timescale
-    `timescale_ms`; fixed GP noise variance `gp_noise_variance`; training segment length
-    `segment_bins`; L2 penalty `readout_alpha` of the Poisson readout; `seed` of the randomised SVD
-    in the factor-analysis initialisation (the only random step).
-
-    After `fit`: `parameters_` (GpfaParameters over the held-in units in `fitted_units_`),
-    `log_likelihoods_` (see `GpfaFit`), `timescales_ms_`, `readout_` (latents to all units) and
-    `forward_readout_` (extrapolated latents to all units in the forward window).
-    """
-
-    def __init__(self, latent_dim: int = 8, n_iter: int = 500, tolerance: float = 1e-8,
-                 min_var_frac: float = 0.01, timescale_ms: float = 100.0,
-                 gp_noise_variance: float = 1e-3, segment_bins: int = 40,
-                 readout_alpha: float = 0.01, seed: int = 0) -> None:
-        check_range("gpfa", "latent_dim", latent_dim, 1, integer=True)
-        check_range("gpfa", "n_iter", n_iter, 0, integer=True)
-        check_range("gpfa", "tolerance", tolerance, 0)
-        check_range("gpfa", "min_var_frac", min_var_frac, 0, 1, high_inclusive=False)
-        check_range("gpfa", "timescale_ms", timescale_ms, 0, low_inclusive=False)
-        check_range("gpfa", "gp_noise_variance", gp_noise_variance, 0, 1, low_inclusive=False,
-                     high_inclusive=False)
-        check_range("gpfa", "segment_bins", segment_bins, 2, integer=True)
-        check_range("gpfa", "readout_alpha", readout_alpha, 0)
-        check_range("gpfa", "seed", seed, 0, 2 ** 32 - 1, integer=True)
-        self.latent_dim = latent_dim
-        self.n_iter = n_iter
-        self.tolerance = tolerance
-        self.min_var_frac = min_var_frac
-        self.timescale_ms = timescale_ms
-        self.gp_noise_variance = gp_noise_variance
-        self.segment_bins = segment_bins
-        self.readout_alpha = readout_alpha
-        self.seed = seed
-
-    def fit(self, tensors: Tensors) -> Gpfa:
-        """Learn GPFA on the training trials' held-in spikes, then the readout from their latents
-        to the training trials' held-in and held-out spikes."""
-        sequences = np.sqrt(tensors.train_spikes_heldin.astype(np.float64))
-        # A unit that never varies in training says nothing about the latents and would get zero
-        # private variance; GPFA leaves it out, the readout still predicts it. (fmax and fmin
-        # skip NaN, so a unit that is never observed counts as not varying, without warnings.)
-        highest, lowest = np.fmax.reduce(sequences, axis=(0, 1)), np.fmin.reduce(sequences, axis=(0, 1))
-        self.fitted_units_ = highest > lowest
-        if self.fitted_units_.sum() < self.latent_dim:
-            raise ModelError(
-                f"gpfa: latent_dim={self.latent_dim} needs at least that many held-in units that "
-                f"vary over the training trials of {tensors.dataset!r}; there are "
-                f"{int(self.fitted_units_.sum())}")
-        sequences = sequences[:, :, self.fitted_units_]
-        segments = cut_segments(sequences, self.segment_bins)
-        initial = factor_analysis_init(segments, self.latent_dim, self.timescale_ms / tensors.bin_ms,
-                                       self.gp_noise_variance, self.seed)
-        result = fit_gpfa(segments, initial, self.n_iter, self.tolerance, self.min_var_frac)
-        self.parameters_ = result.parameters
-        self.log_likelihoods_ = result.log_likelihoods
-        self.timescales_ms_ = result.parameters.timescales_bins * tensors.bin_ms
-        latents, _ = posterior_means(self.parameters_, sequences)
-        self.readout_ = self._fit_readout(
-            latents, tensors.train_spikes_heldin, tensors.train_spikes_heldout)
-        # Extrapolated latents shrink towards the prior mean, so the readout fitted in the window
-        # would predict rates that are too low there; a second one learns the forward window
-        # from the training trials' forward spikes.
-        self.forward_readout_ = self._fit_readout(
-            extrapolate_latents(self.parameters_, latents, tensors.n_forward),
-            tensors.train_spikes_heldin_forward, tensors.train_spikes_heldout_forward
-        ) if tensors.n_forward else None
-        return self
-
-    def _fit_readout(self, latents: np.ndarray, heldin: np.ndarray,
-                     heldout: np.ndarray) -> PoissonReadout:
-        counts = np.concatenate([heldin, heldout], axis=2)
-        return PoissonReadout(alpha=self.readout_alpha).fit(
-            latents.reshape(-1, self.latent_dim), counts.reshape(-1, counts.shape[2]))
-
-    def predict(self, tensors: Tensors) -> Rates:
-        """Rates of all units for training and evaluation trials, and for the forward window
-        after the evaluation trials (GP extrapolation of their latents)."""
-        if not hasattr(self, "parameters_"):
-            raise ModelError("gpfa: predict called before fit")
-        if tensors.n_heldin != len(self.fitted_units_):
-            raise ModelError(f"gpfa: fitted on {len(self.fitted_units_)} held-in units, "
-                             f"{tensors.dataset!r} has {tensors.n_heldin}")
-        # Training and evaluation trials go through one posterior: trials with the same pattern of
-        # observed entries share its factorisation.
-        spikes = np.concatenate([tensors.train_spikes_heldin, tensors.eval_spikes_heldin])
-        latents, _ = posterior_means(
-            self.parameters_, np.sqrt(spikes[:, :, self.fitted_units_].astype(np.float64)))
-        train_latents, eval_latents = latents[:tensors.n_train], latents[tensors.n_train:]
-        if not tensors.n_forward:
-            forward_rates = np.empty((tensors.n_eval, 0, tensors.n_heldin + tensors.n_heldout))
-        elif self.forward_readout_ is None:
-            raise ModelError(f"gpfa: fitted without a forward window, {tensors.dataset!r} has "
-                             f"{tensors.n_forward} forward bins")
-        else:
-            forward_rates = _rates(self.forward_readout_, extrapolate_latents(
-                self.parameters_, eval_latents, tensors.n_forward))
-        return Rates.from_all_units(
-            _rates(self.readout_, train_latents), _rates(self.readout_, eval_latents), forward_rates,
-            n_heldin=tensors.n_heldin,
-            latents={"train_latents": train_latents.astype(np.float32),
-                     "eval_latents": eval_latents.astype(np.float32)})
-
-
-def _rates(readout: PoissonReadout, latents: np.ndarray) -> np.ndarray:
-    n_trials, n_bins, n_latents = latents.shape
-    return readout.predict(latents.reshape(-1, n_latents)).reshape(n_trials, n_bins, -1)
