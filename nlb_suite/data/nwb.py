@@ -142,8 +142,8 @@ def _decode(values: np.ndarray, where: str) -> np.ndarray:
     return values
 
 
-def _numeric_1d(values: np.ndarray, where: str, what: str) -> np.ndarray:
-    if values.ndim != 1 or values.dtype.kind not in "fiu":
+def _numeric_1d(values: np.ndarray, where: str, what: str, kinds: str = "fiu") -> np.ndarray:
+    if values.ndim != 1 or values.dtype.kind not in kinds:
         raise NWBFormatError(f"{where} must be a 1-d column of {what} (found shape {values.shape}, "
                              f"dtype {values.dtype})")
     return values
@@ -171,6 +171,7 @@ def _read_trials(f: h5py.File, path: Path) -> pd.DataFrame:
     columns: dict[str, object] = {"trial_id": _values(group, "id") if "id" in group else None}
     names = [_decode(np.array([c]), f"{path}: trials table colnames")[0] for c in group.attrs.get("colnames", [])]
     names = [str(c) for c in names] or [k for k in group if k != "id" and not k.endswith("_index")]
+    names += [c for c in REQUIRED_TRIAL_COLUMNS if c not in names]
     for name in names:
         if name not in group:
             raise NWBFormatError(f"{path}: trials column {name!r} is listed but absent")
@@ -181,12 +182,12 @@ def _read_trials(f: h5py.File, path: Path) -> pd.DataFrame:
         values = _values(group, name)
         if values.ndim == 0 or len(values) != n:
             raise NWBFormatError(f"{where} has {values.size} values for {n} trials")
-        if name in ("start_time", "stop_time") or name.endswith("_time"):
+        if name.endswith("_time"):
             _check_times(_numeric_1d(values, where, "times in seconds"), where)
         columns[name] = list(values) if values.ndim > 1 else _decode(values, where)
     if columns["trial_id"] is None:
         columns["trial_id"] = np.arange(n)
-    ids = _numeric_1d(np.asarray(columns["trial_id"]), f"{path}: trials table id", "integer trial ids")
+    ids = _numeric_1d(np.asarray(columns["trial_id"]), f"{path}: trials table id", "integer trial ids", "iu")
     if len(ids) != n:
         raise NWBFormatError(f"{path}: trials table id has {len(ids)} values for {n} trials")
     trials = pd.DataFrame(columns)
@@ -230,16 +231,18 @@ def _read_units(f: h5py.File, path: Path) -> Units:
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise NWBFormatError(f"{path}: units table id must be a 1-d integer column (dtype {ids.dtype})")
     if len(np.unique(ids)) != len(ids):
-        raise NWBFormatError(f"{path}: units table has duplicated unit ids {_listing(pd.Series(ids)[pd.Series(ids).duplicated()].unique())}")
+        repeated = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+        raise NWBFormatError(f"{path}: units table has duplicated unit ids {_listing(repeated)}")
     n = len(ids)
+    stored = group["spike_times"]
+    if not isinstance(stored, h5py.Dataset) or stored.ndim != 1 or stored.dtype.kind not in "fiu":
+        raise NWBFormatError(f"{path}: units column 'spike_times' must be a 1-d column of times in seconds")
     spike_times = list(_ragged(group, "spike_times", path, n))
-    if spike_times and (group["spike_times"].ndim != 1 or group["spike_times"].dtype.kind not in "fiu"):
-        raise NWBFormatError(f"{path}: units column 'spike_times' must hold times in seconds "
-                             f"(dtype {group['spike_times'].dtype})")
     bad = [i for i, times in enumerate(spike_times) if not np.isfinite(times).all()]
     if bad:
         raise NWBFormatError(f"{path}: spike_times of unit(s) {_listing(ids[bad])} hold NaN or infinite times")
-    _check_times(np.concatenate(spike_times) if spike_times else np.zeros(0), f"{path}: units column 'spike_times'")
+    for times in spike_times:  # the units' rows are views of one array: checked without a copy
+        _check_times(times, f"{path}: units column 'spike_times'")
     unsorted = [i for i, times in enumerate(spike_times) if np.any(np.diff(times) < 0)]
     if unsorted:
         # The counts do not depend on the order, but the PSTH targets search sorted times.
