@@ -23,7 +23,7 @@ from test_fetch import SPEC, TEST_BYTES, TRAIN_BYTES, _served
 
 from nlb_suite.cli import main
 from nlb_suite.data import fetch
-from nlb_suite.data.fetch import DOWNLOAD_CHUNK_BYTES, FetchError, OfflineError, fetch_dataset, part_path
+from nlb_suite.data.fetch import DOWNLOAD_CHUNK_BYTES, OfflineError, fetch_dataset, part_path
 from nlb_suite.data.paths import dataset_files
 from nlb_suite.datasets import BUILTIN
 
@@ -90,23 +90,37 @@ def test_the_offline_error_from_a_silent_host_is_a_missing_data_error(silent_url
         _within(30, lambda: fetch_dataset(SPEC, tmp_path, silent_url, progress=False))
 
 
-def test_a_lookup_that_gets_no_answer_ends_with_the_timeout(tmp_path: Path) -> None:
+def test_a_lookup_that_gets_no_answer_ends_with_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(BUILTIN, "mc_maze_small", SPEC)
+    before = snapshot(tmp_path)
     with DandiTestServer(_served(SPEC), stall_paths=("/api/dandisets/",)) as server:
-        with pytest.raises(FetchError, match=r"looking up .* failed \(.*timed out"):
-            _within(30, lambda: fetch_dataset(SPEC, tmp_path, server.api_url, progress=False))
-    assert not dataset_files(SPEC, tmp_path).train.exists()
+        code = _within(30, lambda: main(["fetch", "mc_maze_small", "--data-dir", str(tmp_path),
+                                         "--dandi-api-url", server.api_url]))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"DANDI 000140/0.220113.0408 at {server.api_url}: looking up {SPEC.train.path} failed (" in err
+    assert "timed out" in err
+    assert check_tree(before, tmp_path) == []
 
 
-def test_a_download_that_stops_ends_with_the_timeout_and_resumes_later(tmp_path: Path) -> None:
+def test_a_download_that_stops_ends_with_the_timeout_and_resumes_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(BUILTIN, "mc_maze_small", SPEC)
     served = _served(SPEC)
     served[0].stall_after = DOWNLOAD_CHUNK_BYTES + 1000
     train = dataset_files(SPEC, tmp_path).train
+    before = snapshot(tmp_path)
     with DandiTestServer(served) as server:
-        with pytest.raises(FetchError) as raised:
-            _within(30, lambda: fetch_dataset(SPEC, tmp_path, server.api_url, progress=False))
-    message = str(raised.value)
-    assert f"stopped after {DOWNLOAD_CHUNK_BYTES:,} of {len(TRAIN_BYTES):,} bytes" in message
-    assert "timed out" in message and "the next fetch resumes from there" in message
+        code = _within(30, lambda: main(["fetch", "mc_maze_small", "--data-dir", str(tmp_path),
+                                         "--dandi-api-url", server.api_url]))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{train}: download from " in err
+    assert f"stopped after {DOWNLOAD_CHUNK_BYTES:,} of {len(TRAIN_BYTES):,} bytes" in err
+    assert "timed out" in err and "the next fetch resumes from there" in err
+    part = part_path(train).relative_to(tmp_path).as_posix()
+    assert check_tree(before, tmp_path, allowed=["000140/"]) == ["000140/", "000140/sub-Jenkins/", part]
     assert not train.exists() and part_path(train).stat().st_size == DOWNLOAD_CHUNK_BYTES
 
     with DandiTestServer(_served(SPEC)) as server:
