@@ -2,7 +2,9 @@
 
 It answers the routes the dandi client calls to download a blob asset of a pinned version:
 server info, the asset listing of a dandiset version (filtered by path), and the download, which
-redirects to the blob like the real archive does and honours `Range` requests.
+redirects to the blob like the real archive does and honours `Range` requests. For the timeout
+tests it can stop answering (`stall_paths`, or `ServedAsset.stall_after` bytes into a blob) until
+it is shut down, and serve blobs slowly (`ServedAsset.chunk_delay_s`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +31,10 @@ class ServedAsset:
     content: bytes
     # Send only this many bytes of the next download, then drop the connection (once).
     drop_after: int | None = None
+    # Send only this many bytes of every download, then send nothing more (until shutdown).
+    stall_after: int | None = None
+    # Pause this long after each 64 KiB of a download.
+    chunk_delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,11 @@ class LoggedRequest:
 class DandiTestServer:
     assets: list[ServedAsset]
     requests: list[LoggedRequest] = field(default_factory=list)
+    # Requests whose path starts with one of these get no answer at all (until shutdown).
+    stall_paths: tuple[str, ...] = ()
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def api_url(self) -> str:
@@ -61,6 +71,7 @@ class DandiTestServer:
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._server is not None
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -98,6 +109,9 @@ def _handler_for(server: DandiTestServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             server._log(url.path, self.headers.get("Range"))
+            if url.path.startswith(server.stall_paths or ("\0",)):
+                server._stopping.wait()
+                return
             if url.path in ("/server-info", "/api/info/"):
                 self._json(server._server_info())
             elif match := _LISTING.match(url.path):
@@ -147,6 +161,16 @@ def _handler_for(server: DandiTestServer) -> type[BaseHTTPRequestHandler]:
                 asset.drop_after = None
                 self.close_connection = True
                 return
-            self.wfile.write(body)
+            if asset.stall_after is not None:
+                self.wfile.write(body[: asset.stall_after])
+                self.wfile.flush()
+                server._stopping.wait()
+                self.close_connection = True
+                return
+            for start in range(0, len(body), 1 << 16):
+                self.wfile.write(body[start: start + (1 << 16)])
+                if asset.chunk_delay_s:
+                    self.wfile.flush()
+                    time.sleep(asset.chunk_delay_s)
 
     return Handler

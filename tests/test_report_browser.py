@@ -28,7 +28,7 @@ BIN_MS = 20
 # Two leaderboards (so the page has a selector); on synth_area2 two runs of one model, which the
 # page tells apart by their hyperparameter hash.
 RUNS = (("synth_area2", {"latent_dim": 4}), ("synth_area2", {"latent_dim": 6}), ("synth_maze_small", {"latent_dim": 4}))
-FIGURES_PER_VIEW = 5  # chart, single trials, PSTHs, trajectories, velocity (no LFADS run here)
+FIGURES_PER_VIEW = 6  # chart, single trials, PSTHs, trajectories, jPCA plane, velocity (no LFADS run here)
 
 pytestmark = [
     pytest.mark.slow,

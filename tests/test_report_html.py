@@ -39,7 +39,7 @@ DATASET = "synth_area2"
 BIN_MS = 20
 KEY = TableKey(DATASET, "val", BIN_MS)
 MODELS = {"smoothing": {}, "kalman": {"latent_dim": 6}}
-DRAWN = ["Leaderboard chart", "Single trials", "PSTHs per condition", "Latent trajectories",
+DRAWN = ["Leaderboard chart", "Single trials", "PSTHs per condition", "Latent trajectories", "Rotations: the top jPC plane",
          "Behaviour: decoded hand velocity"]
 OMITTED_WITHOUT_LFADS = ["Inferred inputs around the bump", "Training curves"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -259,3 +259,44 @@ def test_report_command_writes_the_html_page(run_set: RunSet, tmp_path: Path,
     assert code == 0
     assert f"wrote {out / REPORT_NAME}" in capsys.readouterr().out
     assert (out / "leaderboard.md").is_file() and (out / REPORT_NAME).is_file()
+
+
+def test_claims_equal_a_direct_computation(view: View) -> None:
+    """Each claim's value is what the metric functions give on the runs' arrays directly."""
+    from nlb_suite.report.analysis import kalman_decoded, ridge_decoded
+    from nlb_suite.report.claims import measure_claims
+    from nlb_suite.report.views import condition_jpca, condition_means, jpca_inputs
+    from nlb_suite.scoring.metrics import rate_r2
+
+    claims = measure_claims(view)
+    runs = {run.record.model: run for run in view.runs}
+    truth = view.true_rates.all_units("eval")
+    by_claim = {(row.claim, row.model, row.measured.split(":")[0]): row for row in claims.rows}
+    first = next(row for key, row in by_claim.items() if key[0] == 1)
+    expected = rate_r2(runs["kalman"].eval_rates_all(), truth) - rate_r2(runs["smoothing"].eval_rates_all(), truth)
+    assert first.model == "kalman" and first.value == pytest.approx(expected, abs=1e-12)
+    assert first.interval.low <= first.value <= first.interval.high
+    wu = kalman_decoded(view.tensors, view.targets).r2
+    decoding = [row for row in claims.rows if row.claim == 2]
+    assert {row.model for row in decoding} == {"smoothing", "kalman"}
+    kalman_rates = next(row for row in decoding if row.model == "kalman" and "rates" in row.measured)
+    direct = ridge_decoded(runs["kalman"].train_rates_all(), runs["kalman"].eval_rates_all(), view.targets).r2 / wu
+    assert kalman_rates.value == pytest.approx(direct, rel=1e-12)
+    (rotation,) = [row for row in claims.rows if row.claim == 3]  # only Kalman saved latents
+    inputs = jpca_inputs(view)
+    result = condition_jpca(condition_means(runs["kalman"].latents["eval_latents"][:, inputs.window].astype(float),
+                                            inputs.members))
+    assert rotation.value == pytest.approx(result.r2_skew / result.r2_unconstrained, rel=1e-12)
+    assert all(row.holds == (row.interval.low > 0) for row in claims.rows if row.claim == 1)
+
+
+def test_report_shows_the_claims_and_the_jpca_plane(run_set: RunSet, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    with threadpool_limits(1):
+        assert main(["report", "--html", "--results", str(run_set.results), "--out", str(out),
+                     "--data-dir", str(run_set.root)]) == 0
+    page = (out / REPORT_NAME).read_text(encoding="utf-8")
+    assert "The LFADS paper's claims, measured here" in page and "Rotations: the top jPC plane." in page
+    markdown = (out / "leaderboard.md").read_text(encoding="utf-8")
+    assert "### The LFADS paper's claims, measured here" in markdown
+    assert "| 1: single-trial rates closer to the true rates" in markdown

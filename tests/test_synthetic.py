@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from nlb_suite.cli import main
+from nlb_suite.core.arrays import Rates, Tensors
 from nlb_suite.core.spec import DatasetSpec, ExpectedCounts
 from nlb_suite.data.nwb import Recording, read_recording
 from nlb_suite.data.paths import DatasetFiles, truth_path
 from nlb_suite.datasets import get_spec
 from nlb_suite.datasets.synthetic import SyntheticDataError, ensure_generated, generate
+from nlb_suite.scoring import score
+from nlb_suite.tensors import make_targets, make_tensors, make_true_rates
 
 MAZE_COLUMNS = ["trial_id", "start_time", "stop_time", "trial_type", "trial_version", "maze_id", "success",
                 "target_on_time", "go_cue_time", "move_onset_time", "rt", "delay", "num_targets", "target_pos",
@@ -53,12 +56,12 @@ def check_test_file(spec: DatasetSpec, train: Recording, test: Recording) -> Non
     """Held-in units only, no behaviour, the test trials' windows re-timed like the real files."""
     assert test.units.ids.tolist() == train.units.ids[~train.units.heldout].tolist()
     assert not test.units.heldout.any() and not test.behavior
-    assert list(test.trials.columns) == ["trial_id", "start_time", "stop_time", "move_onset_time", "split"]
+    assert list(test.trials.columns) == ["trial_id", "start_time", "stop_time", spec.align_field, "split"]
     assert (test.trials.split == "test").all() and len(test.trials) == spec.expected.test_eval_trials
     period = spec.window_len_ms + 100
     np.testing.assert_array_equal(ms(test.trials.start_time), np.arange(len(test.trials)) * period)
     np.testing.assert_array_equal(ms(test.trials.stop_time - test.trials.start_time), spec.window_len_ms)
-    np.testing.assert_array_equal(ms(test.trials.move_onset_time - test.trials.start_time), -spec.window_ms[0])
+    np.testing.assert_array_equal(ms(test.trials[spec.align_field] - test.trials.start_time), -spec.window_ms[0])
     for intervals in test.units.obs_intervals:
         np.testing.assert_allclose(intervals, test.trials[["start_time", "stop_time"]].to_numpy())
 
@@ -133,9 +136,19 @@ def test_area2_layout_and_timing(area2) -> None:
     check_test_file(spec, train, test)
 
 
-@pytest.mark.parametrize("dataset", ["maze", "area2"])
-def test_truth_matches_the_files(dataset: str, request: pytest.FixtureRequest) -> None:
-    spec, root, files = request.getfixturevalue(dataset)
+def modulation_correlation(counts: np.ndarray, rates: np.ndarray, block: int = 10) -> float:
+    """Correlation of spike counts with true rates (trials, bins, units) in blocks of `block`
+    bins, each unit's mean removed: how closely each unit's counts rise and fall with its own
+    rate from trial to trial and block to block (a shift by a trial, a block or a unit leaves
+    next to no correlation)."""
+    n = counts.shape[1] // block
+    summed = [x[:, :n * block].reshape(len(x), n, block, -1).sum(axis=2) for x in (counts, rates)]
+    modulation = [x - x.mean(axis=(0, 1)) for x in summed]
+    return float(np.corrcoef(modulation[0].ravel(), modulation[1].ravel())[0, 1])
+
+
+def check_truth_matches_the_files(spec: DatasetSpec, root: Path, files: DatasetFiles) -> None:
+    """The truth file's layout, and that the train and test files' spikes follow its rates."""
     train, test = read_recording(files.train), read_recording(files.test)
     n_bins = (spec.window_len_ms + spec.forward_ms + 100) // 5 + 1
     with h5py.File(truth_path(spec, root), "r") as f:
@@ -160,8 +173,7 @@ def test_truth_matches_the_files(dataset: str, request: pytest.FixtureRequest) -
         np.add.at(counts, (row[keep], bins[keep] - first_bin[row[keep]], u), 1)
     expected, observed = rates.sum(), counts.sum()
     assert abs(observed - expected) < 5 * np.sqrt(expected)
-    per_bin_profile = np.corrcoef(counts.mean(axis=(0, 2)), rates.mean(axis=(0, 2)))[0, 1]
-    assert per_bin_profile > 0.6
+    assert modulation_correlation(counts, rates) > 0.3
     # The truth's test spikes are the test file's spikes inside each window.
     window_bins = slice(10, 10 + spec.window_len_ms // 5)
     heldin = spikes_all[..., ~train.units.heldout]
@@ -175,42 +187,105 @@ def test_truth_matches_the_files(dataset: str, request: pytest.FixtureRequest) -
 
 
 @pytest.mark.parametrize("dataset", ["maze", "area2"])
-def test_rates_are_in_the_range_of_the_real_datasets(dataset: str, request: pytest.FixtureRequest) -> None:
-    spec, root, _ = request.getfixturevalue(dataset)
+def test_truth_matches_the_files(dataset: str, request: pytest.FixtureRequest) -> None:
+    check_truth_matches_the_files(*request.getfixturevalue(dataset))
+
+
+def check_rates_and_counts(spec: DatasetSpec, root: Path) -> None:
+    """Unit mean rates in the 5-40 Hz of the real datasets' typical units, modulated, no absurd
+    peaks; spike counts per 5 ms bin as sparse as the real ones."""
     with h5py.File(truth_path(spec, root), "r") as f:
-        hz = f["train/rates"][()] / 0.005
+        rates = f["train/rates"][()]
+    hz = rates / 0.005
     unit_means = hz.mean(axis=(0, 1))
     assert 8.0 < unit_means.mean() < 30.0
     assert unit_means.min() > 2.0 and unit_means.max() < 60.0
     assert hz.max() < 500.0 and hz.min() >= 0.0
     # Rates are modulated, not flat: the typical unit varies by more than half its mean.
     assert np.median(hz.std(axis=(0, 1)) / unit_means) > 0.5
+    # Counts: Poisson at these rates puts at most a few spikes in a 5 ms bin and most bins empty.
+    counts = np.random.default_rng(0).poisson(rates)
+    assert 0.02 < counts.mean() < 0.2 and counts.max() <= 8 and (counts == 0).mean() > 0.8
 
 
-def _arrays(files: DatasetFiles, truth: Path) -> dict[str, np.ndarray]:
+@pytest.mark.parametrize("dataset", ["maze", "area2"])
+def test_rates_are_in_the_range_of_the_real_datasets(dataset: str, request: pytest.FixtureRequest) -> None:
+    spec, root, _ = request.getfixturevalue(dataset)
+    check_rates_and_counts(spec, root)
+
+
+def check_forward_window(spec: DatasetSpec, root: Path, min_fp_bps: float) -> None:
+    """The true rates still differ across trials in the forward window (their sd across eval
+    trials at least a quarter of that inside the window), so that they score a clearly positive
+    fp-bps; the mean-rate null scores none of the metrics."""
+    tensors = make_tensors(spec, "val", 5, root)
+    targets = make_targets(spec, "val", 5, root)
+    truth = make_true_rates(spec, tensors, root)
+    assert truth is not None
+    inside = np.concatenate([truth.eval_rates_heldin, truth.eval_rates_heldout], axis=2).std(axis=0).mean()
+    forward = np.concatenate([truth.eval_rates_heldin_forward, truth.eval_rates_heldout_forward], axis=2)
+    assert forward.std(axis=0).mean() > 0.25 * inside
+    true_scores, null_scores = score(truth, targets, n_boot=0), score(mean_rates(tensors), targets, n_boot=0)
+    assert true_scores.fp_bps > min_fp_bps and null_scores.fp_bps < 0.01
+    assert true_scores.co_bps > 0.2 and null_scores.co_bps < 0.01
+    assert true_scores.vel_r2 > 0.5 > null_scores.vel_r2
+    assert true_scores.psth_r2 is not None and null_scores.psth_r2 is not None
+    assert true_scores.psth_r2 > 0.3 > null_scores.psth_r2
+
+
+def mean_rates(tensors: Tensors) -> Rates:
+    """The null: each unit's mean training rate in every bin."""
+    heldin = np.nanmean(tensors.train_spikes_heldin, axis=(0, 1))
+    heldout = np.nanmean(tensors.train_spikes_heldout, axis=(0, 1))
+
+    def fill(n: int, bins: int, rates: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(rates, (n, bins, rates.size)).astype(np.float32)
+
+    return Rates(
+        train_rates_heldin=fill(tensors.n_train, tensors.n_bins, heldin),
+        train_rates_heldout=fill(tensors.n_train, tensors.n_bins, heldout),
+        eval_rates_heldin=fill(tensors.n_eval, tensors.n_bins, heldin),
+        eval_rates_heldout=fill(tensors.n_eval, tensors.n_bins, heldout),
+        eval_rates_heldin_forward=fill(tensors.n_eval, tensors.n_forward, heldin),
+        eval_rates_heldout_forward=fill(tensors.n_eval, tensors.n_forward, heldout),
+    )
+
+
+@pytest.mark.parametrize("dataset", ["maze", "area2"])
+def test_forward_window_carries_trial_activity(dataset: str, request: pytest.FixtureRequest) -> None:
+    spec, root, _ = request.getfixturevalue(dataset)
+    check_forward_window(spec, root, min_fp_bps=0.08)
+
+
+def generated_arrays(spec: DatasetSpec, root: Path) -> dict[str, np.ndarray]:
+    """Generate `spec` into `root`; every array of its truth, NWB spikes, trial times and behaviour."""
+    files = generate(spec, root)
     out = {}
-    with h5py.File(truth, "r") as f:
+    with h5py.File(truth_path(spec, root), "r") as f:
         f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
     for role, path in (("train", files.train), ("test", files.test)):
         rec = read_recording(path)
         out[f"{role}/spikes"] = np.concatenate(rec.units.spike_times)
-        for column in ("start_time", "move_onset_time"):
+        for column in ("start_time", spec.align_field):
             out[f"{role}/{column}"] = rec.trials[column].to_numpy()
         for name, series in rec.behavior.items():
             out[f"{role}/{name}"] = series.data
     return out
 
 
-def test_same_seed_same_dataset(maze, tmp_path: Path) -> None:
-    spec, root, files = maze
-    again = generate(spec, tmp_path)
-    first, second = _arrays(files, truth_path(spec, root)), _arrays(again, truth_path(spec, tmp_path))
+def check_same_seed_same_dataset(spec: DatasetSpec, root: Path) -> None:
+    first, second = generated_arrays(spec, root / "first"), generated_arrays(spec, root / "second")
     assert first.keys() == second.keys()
     for key in first:
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
-    other_spec = tiny("synth_maze", seed=1)
-    other = _arrays(generate(other_spec, tmp_path / "other"), truth_path(other_spec, tmp_path / "other"))
+    other_seed = dataclasses.replace(spec, generator_args=(*(a for a in spec.generator_args if a[0] != "seed"),
+                                                           ("seed", 1)))
+    other = generated_arrays(other_seed, root / "other")
     assert not np.array_equal(other["train/rates"], first["train/rates"])
+
+
+def test_same_seed_same_dataset(tmp_path: Path) -> None:
+    check_same_seed_same_dataset(tiny("synth_maze"), tmp_path)
 
 
 def test_ensure_generated_only_when_missing(tmp_path: Path) -> None:
@@ -249,6 +324,8 @@ def test_synth_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     out = capsys.readouterr().out
     spec = tiny("synth_area2")
     assert str(truth_path(spec, tmp_path)) in out and "MB" in out
+    assert "true-rate ceilings (val phase, 5 ms): co-bps" in out
+    assert (truth_path(spec, tmp_path).parent / "ceilings.json").is_file()
     with h5py.File(truth_path(spec, tmp_path), "r") as f:
         assert json.loads(f.attrs["generator_args"]) == {"seed": 3}
     assert main(["synth", "synth_area2", "--data-dir", str(tmp_path)]) == 2
@@ -257,3 +334,36 @@ def test_synth_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.undo()
     assert main(["synth", "no_such_dataset", "--data-dir", str(tmp_path)]) == 2
     assert "unknown dataset 'no_such_dataset'" in capsys.readouterr().err
+
+
+def test_datasets_command_shows_the_ceilings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    spec = tiny("synth_area2")
+    monkeypatch.setattr("nlb_suite.commands.datasets.BUILTIN", {spec.name: spec, "mc_maze": get_spec("mc_maze")})
+    generate(spec, tmp_path)
+    stored = truth_path(spec, tmp_path).parent / "ceilings.json"
+    assert not stored.exists()
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "computing the true-rate ceilings of synth_area2" in captured.err
+    rows = {line.split()[0]: line.split() for line in captured.out.splitlines() if line.split()}
+    # The stored figures are the suite's own scores of the true rates.
+    tensors = make_tensors(spec, "val", 5, tmp_path)
+    truth = make_true_rates(spec, tensors, tmp_path)
+    assert truth is not None
+    direct = score(truth, make_targets(spec, "val", 5, tmp_path), n_boot=0)
+    assert rows["synth_area2"][-3:] == ["yes", f"{direct.co_bps:.4f}", f"{direct.fp_bps:.4f}"]
+    assert rows["mc_maze"][-3:] == ["no", "-", "-"]
+    saved = json.loads(stored.read_text())
+    assert (saved["co_bps"], saved["fp_bps"], saved["psth_r2"]) == (direct.co_bps, direct.fp_bps, direct.psth_r2)
+    # Read back, not recomputed, while the truth file is unchanged; recomputed once it changes.
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    assert "computing" not in capsys.readouterr().err
+    generate(spec, tmp_path, overwrite=True)
+    assert not stored.exists()
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    assert "computing" in capsys.readouterr().err and stored.is_file()
+    saved["truth_mtime_ns"] -= 1
+    stored.write_text(json.dumps(saved))
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    assert "computing" in capsys.readouterr().err

@@ -24,17 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..outputs.results import read_records, results_path
+    from ..report.claims import claims_by_table, claims_markdown
     from ..report.tables import write_tables
 
     store = results_path(args.results)
     records = read_records(store)
     print(f"{store}: {len(records)} run(s)")
-    paths = write_tables(records, args.out, all_runs=args.all_runs)
+    claims = claims_by_table(records, args.data_dir)
+    markdown = {key: "### The LFADS paper's claims, measured here\n\n" + claims_markdown(table)
+                for key, table in claims.items()}
+    paths = write_tables(records, args.out, all_runs=args.all_runs, extra_markdown=markdown)
     if args.html:
         # Imported here: matplotlib is only needed for the HTML report, not by every CLI start.
         from ..report.html import write_html_report
 
-        paths.append(write_html_report(records, args.out, root=args.data_dir))
+        paths.append(write_html_report(records, args.out, root=args.data_dir, claims=claims))
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -1,4 +1,7 @@
-"""`nlb-suite synth NAME`: generate a synthetic dataset into the data directory."""
+"""`nlb-suite synth NAME`: generate a synthetic dataset into the data directory.
+
+The dataset appears whole or not at all (see `datasets.synthetic`); one that exists is replaced
+only with `--overwrite`."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import argparse
 import dataclasses
 import time
 
-from ..data.paths import truth_path
 from ..datasets import get_spec
 from ._common import add_dataset, chosen_dataset
 
@@ -21,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets.synthetic import SyntheticDataError, generate
+    from ..datasets.synthetic import SyntheticDataError, dataset_folder, generate, read_manifest
+    from ..scoring.ceilings import CEILINGS_BIN_MS, CEILINGS_PHASE, ensure_ceilings
 
     spec = get_spec(chosen_dataset(args))
     if args.seed is not None:
@@ -30,10 +33,16 @@ def run(args: argparse.Namespace) -> int:
         others = tuple((key, value) for key, value in spec.generator_args if key != "seed")
         spec = dataclasses.replace(spec, generator_args=(*others, ("seed", args.seed)))
     started = time.perf_counter()
-    files = generate(spec, args.data_dir, overwrite=args.overwrite)
+    generate(spec, args.data_dir, overwrite=args.overwrite)
     elapsed = time.perf_counter() - started
-    print(f"generated {spec.name} in {elapsed:.1f} s:")
-    for path in (files.train, files.test, truth_path(spec, args.data_dir)):
-        if path is not None:
-            print(f"  {path}  {path.stat().st_size / 1e6:,.1f} MB")
+    manifest = read_manifest(spec, args.data_dir)
+    if manifest is None:  # only if something removed it at once
+        raise SyntheticDataError(f"dataset {spec.name!r}: generated, but its folder is no longer complete")
+    folder = dataset_folder(spec, args.data_dir)
+    print(f"generated {spec.name} (seed {manifest.seed}) in {elapsed:.1f} s:")
+    for name, size in manifest.files.items():
+        print(f"  {folder / name}  {size / 1e6:,.1f} MB")
+    ceilings = ensure_ceilings(spec, args.data_dir)
+    print(f"true-rate ceilings ({CEILINGS_PHASE} phase, {CEILINGS_BIN_MS} ms): co-bps {ceilings.co_bps:.4f}, "
+          f"fp-bps {ceilings.fp_bps:.4f}")
     return 0

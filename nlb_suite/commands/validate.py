@@ -1,4 +1,10 @@
-"""`nlb-suite validate`: check a submission file against datasets' shapes before scoring it."""
+"""`nlb-suite validate`: check a submission file against datasets' shapes before scoring it.
+
+Exit status 0: valid; 1: problems (each printed, naming the group and array); 2: the command
+itself could not run (an unknown dataset, say). Besides the format (see `outputs.submission`),
+it flags values that are valid but almost surely a mistake, such as an all-zero array, which
+`nlb-suite score` would still score as nlb_tools does.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ if TYPE_CHECKING:
     from ..outputs.submission import ExpectedShapes, Problem
 
 NAME = "validate"
-HELP = "check a submission file: groups, array names, shapes, dtype, NaN / inf / negative rates"
+HELP = ("check a submission file: groups, array names, shapes, dtype, links, NaN / inf / negative rates, "
+        "all-zero arrays")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +58,13 @@ def _expected_from_names(groups: list[str], phase: str) -> tuple[dict[str, Expec
 
 def _problems(args: argparse.Namespace) -> tuple[list[str], list[Problem]]:
     """The groups checked and every problem found."""
-    from ..outputs.submission import SubmissionError, expected_for_dataset, read_submission, validate_submission
+    from ..outputs.submission import (
+        SubmissionError,
+        expected_for_dataset,
+        read_submission,
+        suspicious_values,
+        validate_submission,
+    )
 
     try:
         arrays = read_submission(args.file)
@@ -69,7 +82,8 @@ def _problems(args: argparse.Namespace) -> tuple[list[str], list[Problem]]:
     # Other groups are left alone: with --dataset they may belong to another dataset (the scaled
     # mazes share one file); without it, unknown names are already reported above.
     problems = validate_submission(arrays, expected, allow_extra_groups=True)
-    return list(expected), naming_problems + problems
+    checked = {group: arrays[group] for group in expected if group in arrays}
+    return list(expected), naming_problems + problems + suspicious_values(checked)
 
 
 def run(args: argparse.Namespace) -> int:

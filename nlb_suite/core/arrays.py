@@ -10,9 +10,9 @@ units, the trial window or the forward window after it), and its array is named
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
-import typing
 from typing import ClassVar, Literal, get_args
 
 import numpy as np

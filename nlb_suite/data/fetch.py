@@ -3,14 +3,23 @@
 Every file is checked against the registry's size and sha256 before it is used. A download streams
 into `<file>.part` beside its final name and is renamed only once verified, so a file under its
 final name is always complete; an interrupted download resumes from the `.part` file next time.
+A process downloading a file holds a lock on its `.part`, so two fetches of one file never write
+into it together: the second waits, then finds the file there.
+
+Every network step is bounded by `NETWORK_TIMEOUT_S` (to connect, and for each read): the
+archive is asked for its info with our own session, the client is then built for that instance
+without the request its constructor would make (which has no timeout), and every request of the
+client's session, downloads included, goes through an adapter that sets the timeout.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -22,6 +31,7 @@ from ..core.spec import Asset, DatasetSpec, Role
 from .paths import DatasetFiles, MissingDataError, asset_path, dataset_files
 
 if TYPE_CHECKING:
+    import requests
     from dandi.dandiapi import DandiAPIClient, RemoteAsset
 
 API_URL_ENV_VAR = "NLB_SUITE_DANDI_API"
@@ -29,9 +39,10 @@ DEFAULT_API_URL = "https://api.dandiarchive.org/api"
 PART_SUFFIX = ".part"
 # An interrupted read loses the chunk in flight, so chunks are small enough to lose little.
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
-# The client retries a refused connection 12 times with backoff (about a minute); one plain
-# request first lets an offline machine get its answer at once.
-_PROBE_TIMEOUT_S = 15
+# Seconds to connect, and to wait for each read, in every request. The client retries a refused
+# connection 12 times with backoff (about a minute); one plain request first lets an offline
+# machine get its answer at once.
+NETWORK_TIMEOUT_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +203,27 @@ def _require_dandi(spec: DatasetSpec) -> None:
             raise FetchError(f"dataset {spec.name!r}: {asset.path} has no pinned size and sha256 to verify")
 
 
+def _timeout_session(session: requests.Session | None = None) -> requests.Session:
+    """`session` (or a new one) whose every request waits at most NETWORK_TIMEOUT_S to connect
+    and for each read, whatever timeout its caller passed (the dandi client passes none)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    class TimeoutAdapter(HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:  # type: ignore[override]
+            kwargs["timeout"] = NETWORK_TIMEOUT_S
+            return super().send(request, **kwargs)  # type: ignore[arg-type]
+
+    session = session or requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, TimeoutAdapter())
+    return session
+
+
 def _connect(url: str, needed: list[FileStatus]) -> DandiAPIClient:
     # Imported here: the client takes most of a second to import and only fetching needs it.
     import requests
+    from dandi.consts import DandiInstance, known_instances_rev
     from dandi.dandiapi import DandiAPIClient
 
     # The client logs every failed request, with a traceback, through logging's last-resort stderr
@@ -203,24 +232,23 @@ def _connect(url: str, needed: list[FileStatus]) -> DandiAPIClient:
     if not dandi_logger.handlers:
         dandi_logger.addHandler(logging.NullHandler())
 
-    unreachable = (requests.ConnectionError, requests.Timeout)
-    try:
-        client = DandiAPIClient(api_url=url)
-        response = client.session.get(client.get_url("/info/"), timeout=_PROBE_TIMEOUT_S)
-    except unreachable as err:
-        raise _offline_error(url, needed, err) from None
-    except RuntimeError as err:
-        # For an instance it does not know, the client first asks the server for its info and
-        # wraps a failed request in a RuntimeError.
-        if isinstance(err.__context__, unreachable):
-            raise _offline_error(url, needed, err.__context__) from None
-        raise FetchError(f"{url} is not a DANDI API this client can use: {err}") from None
+    info_url = url.rstrip("/") + "/info/"
+    with _timeout_session() as probe:
+        try:
+            response = probe.get(info_url)
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise _offline_error(url, needed, err) from None
+        except requests.RequestException as err:
+            raise FetchError(f"{url} is not a DANDI API this client can use: {_short_reason(err)}") from None
     if not response.ok:
-        client.session.close()
         raise FetchError(
             f"{url} is not a DANDI API: {response.url} answered HTTP {response.status_code}; "
             f"check --dandi-api-url / ${API_URL_ENV_VAR}"
         )
+    # Built for a given instance, the client asks nothing of the server until it is used.
+    name = known_instances_rev.get(url.rstrip("/"), "nlb-suite-fetch")
+    client = DandiAPIClient(dandi_instance=DandiInstance(name=name, gui=None, api=url))
+    _timeout_session(client.session)
     return client
 
 
@@ -271,6 +299,8 @@ def _remote_asset(client: DandiAPIClient, status: FileStatus) -> RemoteAsset:
         raise FetchError(f"{where}: {err}") from None
     except requests.RequestException as err:
         raise FetchError(f"{where}: looking up {asset.path} failed ({_short_reason(err)})") from None
+    except (ValueError, KeyError, TypeError) as err:  # an answer the client cannot parse
+        raise FetchError(f"{where}: looking up {asset.path} gave an answer that is not DANDI's ({err})") from None
     if asset.asset_id is not None and remote.identifier != asset.asset_id:
         raise FetchError(
             f"{where}: {asset.path} is asset {remote.identifier}, but the registry pins {asset.asset_id}"
@@ -281,30 +311,69 @@ def _remote_asset(client: DandiAPIClient, status: FileStatus) -> RemoteAsset:
 
 
 def _download_verified(remote: RemoteAsset, status: FileStatus, progress: bool) -> None:
-    """Fill `<file>.part`, verify it, rename it to the final name.
+    """Fill `<file>.part`, verify it, rename it to the final name, holding the lock on the part.
 
     A resumed download that does not verify (the earlier bytes may come from a different file, or
     the server ignored the range request) is discarded and downloaded once more from the start."""
     partial = part_path(status.path)
-    start = partial.stat().st_size if partial.is_file() else 0
-    while True:
-        _stream(remote, status, partial, start, progress)
-        try:
-            verify_file(partial, status.asset)
-        except IntegrityError as err:
-            partial.unlink()
-            if start == 0:
-                raise type(err)(
-                    status.path,
-                    f"the bytes served at {remote.base_download_url} do not match the registry "
-                    f"({err.problem}); the download was discarded",
-                ) from None
-            log.warning("%s: resumed download did not verify (%s); downloading it from the start",
-                        status.path, err.problem)
-            start = 0
-        else:
-            os.replace(partial, status.path)
+    with _locked(partial):
+        if _is_valid(status):  # another process finished it while this one waited for the lock
+            partial.unlink(missing_ok=True)
             return
+        start = partial.stat().st_size
+        while True:
+            _stream(remote, status, partial, start, progress)
+            try:
+                verify_file(partial, status.asset)
+            except IntegrityError as err:
+                if start == 0:
+                    partial.unlink()
+                    raise type(err)(
+                        status.path,
+                        f"the bytes served at {remote.base_download_url} do not match the registry "
+                        f"({err.problem}); the download was discarded",
+                    ) from None
+                log.warning("%s: resumed download did not verify (%s); downloading it from the start",
+                            status.path, err.problem)
+                # Emptied, not removed: the lock is on this file.
+                os.truncate(partial, 0)
+                start = 0
+            else:
+                os.replace(partial, status.path)
+                return
+
+
+def _is_valid(status: FileStatus) -> bool:
+    try:
+        verify_file(status.path, status.asset)
+    except (IntegrityError, MissingDataError):
+        return False
+    return True
+
+
+@contextmanager
+def _locked(partial: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `partial` (created empty if absent) while the block runs.
+
+    The lock is on the file, so once it is granted the file must still be the one under that name:
+    the process that held it may have renamed it to the final name, or removed it, meanwhile."""
+    while True:
+        handle = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("%s: another process is downloading this file; waiting for it to finish", partial)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                current = os.path.samestat(os.fstat(handle), os.stat(partial))
+            except FileNotFoundError:
+                current = False
+            if current:
+                yield
+                return
+        finally:
+            os.close(handle)
 
 
 def _stream(remote: RemoteAsset, status: FileStatus, partial: Path, start: int, progress: bool) -> None:

@@ -8,6 +8,8 @@ which keeps a 700 MB session under a second; pynwb is used by the writer and the
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,7 @@ class Behavior:
     def times(self) -> np.ndarray:
         if self.timestamps is not None:
             return self.timestamps
+        assert self.rate is not None, "a series without timestamps has a rate"
         return np.arange(self.data.shape[0]) / self.rate + self.starting_time
 
 
@@ -80,19 +83,81 @@ class Recording:
 
 REQUIRED_UNIT_COLUMNS = ("spike_times", "spike_times_index", "id")
 REQUIRED_TRIAL_COLUMNS = ("start_time", "stop_time", "split")
+# Times are seconds from the session's start. NLB sessions last hours; a time beyond a day is a
+# damaged file or another unit, and refused before a 1 ms grid of that length is allocated.
+MAX_SESSION_S = 86_400.0
+# NLB files store their columns uncompressed; a dataset is allowed to expand this much beyond
+# the file's size (compression) before its declared shape is taken for damage.
+MAX_EXPANSION = 64
+# Units or trials named in one message before the rest is summarised as a count.
+MAX_LISTED = 10
+
+log = logging.getLogger(__name__)
 
 
-def _ragged(group: h5py.Group, name: str) -> tuple[np.ndarray, ...]:
-    data = group[name][()]
-    ends = group[f"{name}_index"][()].astype(np.int64)
+def _listing(ids: np.ndarray) -> str:
+    """'[3, 8, 12]' for up to MAX_LISTED ids, then '... and N more'."""
+    values = [int(i) if isinstance(i, (int, np.integer)) else i for i in np.asarray(ids).tolist()[:MAX_LISTED]]
+    more = f" and {len(ids) - MAX_LISTED} more" if len(ids) > MAX_LISTED else ""
+    return f"{values}{more}"
+
+
+def _values(group: h5py.Group, name: str) -> np.ndarray:
+    """The values of the dataset `name` in `group`, refused when its declared size exceeds what
+    the file could hold (a damaged shape would otherwise ask for gigabytes before failing)."""
+    item = group[name]
+    if not isinstance(item, h5py.Dataset):
+        raise NWBFormatError(f"{item.file.filename}: {item.name} is not a dataset")
+    limit = MAX_EXPANSION * os.path.getsize(item.file.filename) + (1 << 20)
+    if item.dtype.itemsize * float(np.prod(item.shape or ())) > limit:
+        raise NWBFormatError(f"{item.file.filename}: {item.name} declares shape {item.shape} of {item.dtype}, more "
+                             "than the file could hold; the file is damaged")
+    return np.asarray(item[()])
+
+
+def _ragged(group: h5py.Group, name: str, path: Path, n_rows: int) -> tuple[np.ndarray, ...]:
+    """The rows of a ragged column, with its index checked: one end per row, never decreasing,
+    never past the data."""
+    data = _values(group, name)
+    index = _values(group, f"{name}_index")
+    where = f"{path}: {group.name}/{name}_index"
+    if index.ndim != 1 or index.dtype.kind not in "iu":
+        raise NWBFormatError(f"{where} is not a 1-d integer index (shape {index.shape}, dtype {index.dtype})")
+    if len(index) != n_rows:
+        raise NWBFormatError(f"{where} has {len(index)} entries for {n_rows} rows")
+    ends = index.astype(np.int64)
+    if data.ndim == 0 or (len(ends) and (ends[0] < 0 or np.any(np.diff(ends) < 0) or ends[-1] > len(data))):
+        raise NWBFormatError(f"{where} does not index {name} ({len(data) if data.ndim else 0} values): "
+                             "its ends must rise from 0 to at most the number of values")
     starts = np.concatenate([[0], ends[:-1]])
     return tuple(data[s:e] for s, e in zip(starts, ends))
 
 
-def _decode(values: np.ndarray) -> np.ndarray:
+def _decode(values: np.ndarray, where: str) -> np.ndarray:
     if values.dtype.kind in ("O", "S"):
-        return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+        try:
+            return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+        except UnicodeDecodeError as err:
+            raise NWBFormatError(f"{where} holds text that is not UTF-8 ({err.reason})") from None
     return values
+
+
+def _numeric_1d(values: np.ndarray, where: str, what: str, kinds: str = "fiu") -> np.ndarray:
+    if values.ndim != 1 or values.dtype.kind not in kinds:
+        raise NWBFormatError(f"{where} must be a 1-d column of {what} (found shape {values.shape}, "
+                             f"dtype {values.dtype})")
+    return values
+
+
+def _check_times(values: np.ndarray, where: str) -> None:
+    """Seconds from the session's start: NaN allowed (a missing event), infinity and times beyond
+    MAX_SESSION_S refused."""
+    finite = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    if np.isinf(finite).any():
+        raise NWBFormatError(f"{where} holds infinite times")
+    if len(finite) and np.abs(finite).max() > MAX_SESSION_S:
+        raise NWBFormatError(f"{where} holds times up to {float(np.abs(finite).max()):.6g} s, beyond a day: "
+                             "times must be seconds from the session's start")
 
 
 def _read_trials(f: h5py.File, path: Path) -> pd.DataFrame:
@@ -102,24 +167,124 @@ def _read_trials(f: h5py.File, path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_TRIAL_COLUMNS if c not in group]
     if missing:
         raise NWBFormatError(f"{path}: trials table lacks column(s) {missing}")
-    columns: dict[str, object] = {"trial_id": group["id"][()] if "id" in group else None}
-    names = [str(c) for c in group.attrs.get("colnames", [])] or [
-        k for k in group if k != "id" and not k.endswith("_index")
-    ]
     n = len(group["start_time"])
+    columns: dict[str, object] = {"trial_id": _values(group, "id") if "id" in group else None}
+    names = [_decode(np.array([c]), f"{path}: trials table colnames")[0] for c in group.attrs.get("colnames", [])]
+    names = [str(c) for c in names] or [k for k in group if k != "id" and not k.endswith("_index")]
+    names += [c for c in REQUIRED_TRIAL_COLUMNS if c not in names]
     for name in names:
         if name not in group:
             raise NWBFormatError(f"{path}: trials column {name!r} is listed but absent")
+        where = f"{path}: trials column {name!r}"
         if f"{name}_index" in group:
-            columns[name] = list(_ragged(group, name))
-        else:
-            values = group[name][()]
-            columns[name] = list(values) if values.ndim > 1 else _decode(values)
+            columns[name] = list(_ragged(group, name, path, n))
+            continue
+        values = _values(group, name)
+        if values.ndim == 0 or len(values) != n:
+            raise NWBFormatError(f"{where} has {values.size} values for {n} trials")
+        if name.endswith("_time"):
+            _check_times(_numeric_1d(values, where, "times in seconds"), where)
+        columns[name] = list(values) if values.ndim > 1 else _decode(values, where)
     if columns["trial_id"] is None:
         columns["trial_id"] = np.arange(n)
+    ids = _numeric_1d(np.asarray(columns["trial_id"]), f"{path}: trials table id", "integer trial ids", "iu")
+    if len(ids) != n:
+        raise NWBFormatError(f"{path}: trials table id has {len(ids)} values for {n} trials")
     trials = pd.DataFrame(columns)
     trials["split"] = trials["split"].astype(str)
+    _check_trial_rows(trials, path)
     return trials
+
+
+def _check_trial_rows(trials: pd.DataFrame, path: Path) -> None:
+    """Refuse duplicated trials (they would count twice); warn about trials without start or stop."""
+    ids = trials["trial_id"].to_numpy()
+    start, stop = trials["start_time"].to_numpy(float), trials["stop_time"].to_numpy(float)
+    same_id = pd.Series(ids).duplicated(keep=False).to_numpy()
+    timed = ~np.isnan(start) & ~np.isnan(stop)
+    same_times = pd.DataFrame({"start": start, "stop": stop}).duplicated(keep=False).to_numpy() & timed
+    for mask, what in ((same_id, "the same id"), (same_times, "the same start_time and stop_time")):
+        if mask.any():
+            raise NWBFormatError(
+                f"{path}: trials {_listing(np.flatnonzero(mask))} (rows of the trials table) have {what}: a "
+                "duplicated trial would be counted twice; remove the copies"
+            )
+    untimed = ~timed
+    if untimed.any():
+        log.warning("%s: trial(s) %s have no start_time or stop_time (NaN); their windows are placed by the "
+                    "alignment event alone, and the rule that keeps a window from running into the next "
+                    "trial cannot use them", path, _listing(ids[untimed]))
+    backwards = timed & (stop < start)
+    if backwards.any():
+        log.warning("%s: trial(s) %s stop before they start (stop_time < start_time)", path,
+                    _listing(ids[backwards]))
+
+
+def _read_units(f: h5py.File, path: Path) -> Units:
+    if "units" not in f:
+        raise NWBFormatError(f"{path}: no units table")
+    group = f["units"]
+    missing = [c for c in REQUIRED_UNIT_COLUMNS if c not in group]
+    if missing:
+        raise NWBFormatError(f"{path}: units table lacks column(s) {missing}")
+    ids = _values(group, "id")
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise NWBFormatError(f"{path}: units table id must be a 1-d integer column (dtype {ids.dtype})")
+    if len(np.unique(ids)) != len(ids):
+        repeated = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+        raise NWBFormatError(f"{path}: units table has duplicated unit ids {_listing(repeated)}")
+    n = len(ids)
+    stored = group["spike_times"]
+    if not isinstance(stored, h5py.Dataset) or stored.ndim != 1 or stored.dtype.kind not in "fiu":
+        raise NWBFormatError(f"{path}: units column 'spike_times' must be a 1-d column of times in seconds")
+    spike_times = list(_ragged(group, "spike_times", path, n))
+    bad = [i for i, times in enumerate(spike_times) if not np.isfinite(times).all()]
+    if bad:
+        raise NWBFormatError(f"{path}: spike_times of unit(s) {_listing(ids[bad])} hold NaN or infinite times")
+    for times in spike_times:  # the units' rows are views of one array: checked without a copy
+        _check_times(times, f"{path}: units column 'spike_times'")
+    unsorted = [i for i, times in enumerate(spike_times) if np.any(np.diff(times) < 0)]
+    if unsorted:
+        # The counts do not depend on the order, but the PSTH targets search sorted times.
+        log.warning("%s: spike_times of unit(s) %s are not in increasing order; sorted them", path,
+                    _listing(ids[unsorted]))
+        for i in unsorted:
+            spike_times[i] = np.sort(spike_times[i], kind="stable")
+    if "obs_intervals" in group:
+        obs = tuple(_intervals(iv, path, unit) for iv, unit in zip(_ragged(group, "obs_intervals", path, n), ids))
+    else:  # no observation intervals recorded: observed throughout
+        obs = tuple(np.array([[0.0, np.inf]]) for _ in ids)
+    return Units(ids, tuple(spike_times), obs, _heldout(group, path, n))
+
+
+def _intervals(values: np.ndarray, path: Path, unit: object) -> np.ndarray:
+    where = f"{path}: obs_intervals of unit {unit}"
+    if values.dtype.kind not in "fiu" or (values.ndim == 2 and values.shape[1] != 2) or values.ndim not in (1, 2) \
+            or values.size % 2:
+        raise NWBFormatError(f"{where} must be (start, stop) pairs in seconds (shape {values.shape})")
+    intervals = np.asarray(values, dtype=float).reshape(-1, 2)
+    start, stop = intervals[:, 0], intervals[:, 1]
+    if not np.isfinite(start).all() or np.isnan(stop).any() or np.isneginf(stop).any() or (stop < start).any():
+        raise NWBFormatError(f"{where}: every interval needs a finite start and a stop at or after it")
+    _check_times(np.concatenate([start, stop[np.isfinite(stop)]]), where)
+    return intervals
+
+
+def _heldout(group: h5py.Group, path: Path, n: int) -> np.ndarray:
+    """The boolean `heldout` column; integers are accepted when every value is 0 or 1."""
+    if "heldout" not in group:
+        return np.zeros(n, bool)
+    values = _values(group, "heldout")
+    where = f"{path}: units column 'heldout'"
+    if values.ndim != 1 or len(values) != n:
+        raise NWBFormatError(f"{where} has shape {values.shape} for {n} units")
+    if values.dtype.kind == "b":
+        return values
+    if values.dtype.kind in "iu" and np.isin(values, (0, 1)).all():
+        return values.astype(bool)
+    shown = ", ".join(repr(v) for v in np.unique(values)[:5].tolist())
+    raise NWBFormatError(f"{where} must be boolean (True for the held-out units), not {values.dtype} "
+                         f"with values {shown}")
 
 
 def _read_behavior(f: h5py.File, path: Path, fields: tuple[str, ...] | None) -> dict[str, Behavior]:
@@ -133,30 +298,77 @@ def _read_behavior(f: h5py.File, path: Path, fields: tuple[str, ...] | None) -> 
         series = module[name]
         if not isinstance(series, h5py.Group) or "data" not in series:
             continue
-        comments = str(series.attrs.get("comments", ""))
+        where = f"{path}: behaviour series {name!r}"
+        comments = _text(series.attrs.get("comments", ""))
         columns: tuple[str, ...] = ()
         if "columns=" in comments:
             columns = tuple(comments.split("[")[-1].split("]")[0].split(","))
-        data = series["data"][()]
+        data = _values(series, "data")
         if data.ndim == 1:
             data = data[:, None]
+        if data.ndim != 2 or data.dtype.kind not in "fiu":
+            raise NWBFormatError(f"{where}: data must be (samples, channels) numbers (shape {data.shape}, "
+                                 f"dtype {data.dtype})")
         rate = None
         start = 0.0
         stamps = None
         if "timestamps" in series:
-            stamps = series["timestamps"][()]
+            stamps = _numeric_1d(_values(series, "timestamps"), f"{where}: timestamps", "times in seconds")
+            if len(stamps) != len(data):
+                raise NWBFormatError(f"{where}: {len(stamps)} timestamps for {len(data)} samples")
+            _check_times(stamps, f"{where}: timestamps")
         elif "starting_time" in series:
-            start = float(series["starting_time"][()])
+            start = float(_values(series, "starting_time"))
             rate = float(series["starting_time"].attrs["rate"])
+            if not (np.isfinite(start) and abs(start) <= MAX_SESSION_S and np.isfinite(rate) and rate > 0):
+                raise NWBFormatError(f"{where}: starting_time {start} s at rate {rate} Hz is not a sampling clock")
         else:
-            raise NWBFormatError(f"{path}: behaviour series {name!r} has neither timestamps nor a rate")
-        unit = series["data"].attrs.get("unit", "")
-        out[name] = Behavior(name, data, columns, rate, start, stamps, unit if isinstance(unit, str) else unit.decode())
+            raise NWBFormatError(f"{where} has neither timestamps nor a rate")
+        unit = _text(series["data"].attrs.get("unit", ""))
+        out[name] = Behavior(name, data, columns, rate, start, stamps, unit)
     return out
 
 
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _check_spike_locations(rec: Recording) -> None:
+    """Warn about spikes the benchmark ignores: outside the session, or outside the unit's
+    observation intervals (unobserved time is NaN, never counted)."""
+    end_s = rec.end_ms / 1000.0
+    outside_session: dict[int, int] = {}
+    unobserved: dict[int, int] = {}
+    for row, (times, intervals) in enumerate(zip(rec.units.spike_times, rec.units.obs_intervals)):
+        in_session = (times >= 0) & (times < end_s)
+        if not in_session.all():
+            outside_session[row] = int((~in_session).sum())
+        order = np.argsort(intervals[:, 0], kind="stable")
+        starts, reach = intervals[order, 0], np.maximum.accumulate(intervals[order, 1])
+        last = np.searchsorted(starts, times, side="right") - 1
+        observed = (last >= 0) & (times < reach[np.maximum(last, 0)])
+        missed = in_session & ~observed
+        if missed.any():
+            unobserved[row] = int(missed.sum())
+    ids = rec.units.ids
+    if outside_session:
+        log.warning("%s: %d spike time(s) of unit(s) %s lie outside the session (0 to %g s); they are ignored",
+                    rec.path, sum(outside_session.values()), _listing(ids[list(outside_session)]), end_s)
+    if unobserved:
+        log.warning("%s: %d spike time(s) of unit(s) %s lie outside the unit's obs_intervals; they are ignored, "
+                    "as the benchmark ignores unobserved time", rec.path, sum(unobserved.values()),
+                    _listing(ids[list(unobserved)]))
+
+
 def read_recording(path: str | Path, behavior_fields: tuple[str, ...] | None = None) -> Recording:
-    """Read units, trials and (the named, or all) behaviour series of one NLB NWB file."""
+    """Read units, trials and (the named, or all) behaviour series of one NLB NWB file.
+
+    Everything read is checked first: a file that breaks the NLB layout (a ragged index that
+    does not fit its data, a `heldout` column that is not boolean, duplicated trials, times that
+    are not seconds of a session) is an NWBFormatError naming the file and the column. What the
+    benchmark tolerates is kept with a warning naming the units or trials: unsorted spike times
+    (sorted here), trials without start or stop time, spikes outside the session or outside the
+    unit's observation intervals (which no tensor counts)."""
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"NWB file not found: {path}")
@@ -164,24 +376,16 @@ def read_recording(path: str | Path, behavior_fields: tuple[str, ...] | None = N
         f = h5py.File(path, "r")
     except OSError as err:
         raise NWBFormatError(f"{path}: not a readable HDF5/NWB file ({err}); it may be truncated") from None
-    with f:
-        try:
-            if "units" not in f:
-                raise NWBFormatError(f"{path}: no units table")
-            group = f["units"]
-            missing = [c for c in REQUIRED_UNIT_COLUMNS if c not in group]
-            if missing:
-                raise NWBFormatError(f"{path}: units table lacks column(s) {missing}")
-            ids = group["id"][()]
-            spike_times = _ragged(group, "spike_times")
-            if "obs_intervals" in group:
-                obs = tuple(np.asarray(iv, dtype=float).reshape(-1, 2) for iv in _ragged(group, "obs_intervals"))
-            else:  # no observation intervals recorded: observed throughout
-                obs = tuple(np.array([[0.0, np.inf]]) for _ in ids)
-            heldout = group["heldout"][()].astype(bool) if "heldout" in group else np.zeros(len(ids), bool)
-            units = Units(ids, spike_times, obs, heldout)
+    try:
+        with f:
+            units = _read_units(f, path)
             trials = _read_trials(f, path)
             behavior = _read_behavior(f, path, behavior_fields)
-        except (OSError, KeyError, RuntimeError) as err:
-            raise NWBFormatError(f"{path}: damaged or incomplete NWB file ({err})") from None
-    return Recording(path=path, units=units, trials=trials, behavior=behavior)
+    except NWBFormatError:
+        raise
+    # h5py reports a damaged file in all of these, depending on which structure the damage hit.
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
+        raise NWBFormatError(f"{path}: damaged or incomplete NWB file ({type(err).__name__}: {err})") from None
+    rec = Recording(path=path, units=units, trials=trials, behavior=behavior)
+    _check_spike_locations(rec)
+    return rec

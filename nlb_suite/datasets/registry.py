@@ -116,12 +116,47 @@ SYNTH_AREA2 = DatasetSpec(
     generator="area2", generator_args=(("seed", 0),),
 )
 
+# The LFADS papers' systems (datasets/synthetic/chaotic_rnn.py, lorenz.py): trials start at an
+# initial condition, `onset_time` is 100 ms later, and the conditions are initial-condition
+# clusters. Sizes as the mazes'. The PSTH kernel is the one under which the true rates' PSTH R2
+# is highest (val, 5 ms, default size): chaotic RNN 20 ms (0.708 / 0.753 / 0.713 / 0.483 at
+# 10 / 20 / 30 / 50 ms; its dynamics are fast), Lorenz 30 ms (0.780 / 0.802 / 0.797 at 20 / 30 / 50).
+_CHAOTIC_PSTH_KERN_SD_MS = 20
+_LORENZ_PSTH_KERN_SD_MS = 30
+
+
+def _synth_system(name: str, generator: str, size: str, kern_sd_ms: int, description: str) -> DatasetSpec:
+    heldin, heldout, n_train, n_val, n_test = SYNTH_MAZE_SIZES[size]
+    return DatasetSpec(
+        name=name, source="synthetic", folder=f"synthetic/{name}", description=description,
+        train=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-train_behavior+ecephys.nwb"),
+        test=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-test_ecephys.nwb"),
+        align_field="onset_time", window_ms=(0, 700), behavior_field="hand_vel", behavior_lag_ms=100,
+        psth_conditions=("condition",), psth_kern_sd_ms=kern_sd_ms,
+        expected=ExpectedCounts(heldin, heldout, n_train, n_val, n_train + n_val, n_test),
+        generator=generator, generator_args=(("size", size), ("seed", 0)),
+    )
+
+
+_CHAOTIC = "chaotic RNN of the LFADS paper (N=50, gamma=2.5, tau=25 ms), 25 initial-condition clusters"
+_LORENZ = "Lorenz attractor (sigma=10, rho=28, beta=8/3), log-linear readout, 25 initial-condition clusters"
+SYNTH_SYSTEMS = (
+    _synth_system("synth_chaotic_rnn", "chaotic_rnn", "medium", _CHAOTIC_PSTH_KERN_SD_MS, f"synthetic {_CHAOTIC}"),
+    _synth_system("synth_chaotic_rnn_small", "chaotic_rnn", "small", _CHAOTIC_PSTH_KERN_SD_MS,
+                  f"synthetic {_CHAOTIC} (small size)"),
+    _synth_system("synth_chaotic_rnn_inputs", "chaotic_rnn_inputs", "medium", _CHAOTIC_PSTH_KERN_SD_MS,
+                  f"synthetic {_CHAOTIC}, unpredictable input pulses on half the trials"),
+    _synth_system("synth_lorenz", "lorenz", "medium", _LORENZ_PSTH_KERN_SD_MS, f"synthetic {_LORENZ}"),
+    _synth_system("synth_lorenz_small", "lorenz", "small", _LORENZ_PSTH_KERN_SD_MS,
+                  f"synthetic {_LORENZ} (small size)"),
+)
+
 BUILTIN: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         MC_MAZE, MC_MAZE_LARGE, MC_MAZE_MEDIUM, MC_MAZE_SMALL, AREA2_BUMP,
         _synth_maze("medium"), _synth_maze("small"), _synth_maze("large"), _synth_maze("full"),
-        SYNTH_AREA2,
+        SYNTH_AREA2, *SYNTH_SYSTEMS,
     )
 }
 

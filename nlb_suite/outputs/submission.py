@@ -10,6 +10,13 @@ A submission is an HDF5 file with one group per dataset and bin size (`mc_maze`,
 The three scaled mazes share one file, so writing into an existing file adds or replaces groups
 and keeps the others.
 
+What counts: only plain HDF5 datasets of a numeric dtype, stored in the file itself, one level
+down (file -> group -> dataset). Everything else is reported as what it is and never followed:
+external links (a name pointing into another file) and soft links, dangling or not; datasets
+whose bytes live in other files (external storage, virtual datasets); nested groups, committed
+datatypes and datasets of a non-numeric dtype (strings, compounds, references); arrays larger
+than `MAX_ARRAY_BYTES`. So a submission is scored on its own bytes, never on another file's.
+
 Validation policy (one list of `Problem`s, each naming group, array and trials):
 - every expected group is present; with `allow_extra_groups=False` no other group is;
 - the four required arrays are present, the forward pair is both present or both absent, and no
@@ -22,6 +29,9 @@ Validation policy (one list of `Problem`s, each naming group, array and trials):
 - values: no NaN, no infinity, no negative rate (zero is allowed: the scorer treats it as 1e-9).
   This is stricter than nlb_tools, which ignores a NaN rate where the spikes are unobserved: a
   model predicts every entry, and a NaN usually means a bug upstream.
+
+`suspicious_values` adds what is valid but almost surely a mistake: an array whose every rate is
+zero. `nlb-suite validate` reports it; scoring keeps nlb_tools' number (zeros scored as 1e-9).
 """
 
 from __future__ import annotations
@@ -44,6 +54,9 @@ SUBMISSION_ARRAYS = REQUIRED_ARRAYS + FORWARD_ARRAYS
 ACCEPTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Trial indices listed in one message before the rest is summarised as a count.
 MAX_LISTED_TRIALS = 10
+# The largest array read from a submission: MC_Maze's largest is under 200 MB in float32. A
+# declared shape far beyond it (a hostile or damaged file) is refused before it is allocated.
+MAX_ARRAY_BYTES = 4 << 30
 
 SubmissionArrays = dict[str, dict[str, np.ndarray]]
 
@@ -174,12 +187,21 @@ def write_submission(path: str | Path, groups: Mapping[str, Rates]) -> Path:
     path = Path(path)
     for name in groups:
         _check_group_name(path, name)
+    kept: SubmissionArrays = {}
+    if path.exists():
+        # The other groups are carried over as values, through the same reader as validation,
+        # so links or foreign storage in an old file are refused rather than copied along.
+        old, problems = _read_with_problems(path)
+        problems = [p for p in problems if p.group not in groups]
+        if problems:
+            raise SubmissionError(str(path), problems + [Problem(
+                "the existing file cannot be extended; move it away or write to another file")])
+        kept = {name: arrays for name, arrays in old.items() if name not in groups}
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
-        if path.exists():
-            with _open(path) as old:
-                for name in old:
-                    if name not in groups:
-                        old.copy(old[name], out, name=name)
+        for name, arrays in kept.items():
+            group = out.create_group(name)
+            for array_name, values in arrays.items():
+                group.create_dataset(array_name, data=values)
         for name, rates in groups.items():
             _write_rates(out.create_group(name), rates)
     return path
@@ -195,22 +217,92 @@ def _open(path: Path) -> h5py.File:
 
 
 def _read_with_problems(path: Path) -> tuple[SubmissionArrays, list[Problem]]:
-    """Every array of every group, plus the layout problems found while reading (top-level
-    datasets, nested groups), which `validate_submission` reports alongside the rest."""
+    """Every plain numeric array of every group, plus the layout problems found while reading
+    (top-level datasets, links, nested groups, foreign storage, non-numeric or oversized
+    datasets), which `validate_submission` reports alongside the rest. Links are inspected with
+    `getlink` and never followed."""
     arrays: SubmissionArrays = {}
     problems: list[Problem] = []
     with _open(path) as file:
-        for group_name, group in file.items():
-            if not isinstance(group, h5py.Group):
-                problems.append(Problem(f"top-level dataset {group_name!r}; rates belong in a group per dataset"))
-                continue
-            arrays[group_name] = {}
-            for array_name, item in group.items():
-                if isinstance(item, h5py.Dataset):
-                    arrays[group_name][array_name] = item[()]
-                else:
-                    problems.append(Problem("unexpected nested group", group_name, array_name))
+        try:
+            for group_name in list(file):
+                problem = _link_problem(file, group_name)
+                if problem:
+                    problems.append(Problem(problem, group_name))
+                    continue
+                group = file[group_name]
+                if not isinstance(group, h5py.Group):
+                    problems.append(Problem(f"top-level dataset {group_name!r}; rates belong in a group per dataset"))
+                    continue
+                arrays[group_name] = {}
+                for array_name in list(group):
+                    problem = _link_problem(group, array_name) or _item_problem(group[array_name])
+                    if problem:
+                        problems.append(Problem(problem, group_name, array_name))
+                        continue
+                    try:
+                        arrays[group_name][array_name] = group[array_name][()]
+                    except (OSError, ValueError, TypeError, RuntimeError) as err:
+                        problems.append(Problem(f"cannot be read ({err}); the file may be damaged",
+                                                group_name, array_name))
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise SubmissionError(str(path), [Problem(f"damaged HDF5 file ({err})")]) from None
     return arrays, problems
+
+
+def _link_problem(parent: h5py.Group, name: str) -> str | None:
+    """What is wrong with the link `name` in `parent`, if it is not a plain (hard) link."""
+    try:
+        link = parent.get(name, getlink=True)
+    except (OSError, KeyError, TypeError, RuntimeError) as err:
+        return f"a link of a kind that cannot be inspected ({err}); only plain datasets count"
+    if isinstance(link, h5py.HardLink):
+        return None
+    if isinstance(link, h5py.ExternalLink):
+        return (f"external link to {link.path!r} in file {link.filename!r}: refused, a submission must "
+                "hold its own arrays")
+    if isinstance(link, h5py.SoftLink):
+        if _hard_path_exists(parent, link.path) is False:
+            return f"dangling soft link to {link.path!r} (nothing is there); store the array itself"
+        return f"soft link to {link.path!r}: refused, only plain datasets count; store the array itself"
+    return f"a link of unknown kind ({type(link).__name__}); only plain datasets count"
+
+
+def _hard_path_exists(parent: h5py.Group, path: str) -> bool | None:
+    """Whether `path` (absolute, or relative to `parent`) names an object through hard links
+    only; None when the way there passes another soft or external link (not followed)."""
+    node: object = parent.file if path.startswith("/") else parent
+    parts = [part for part in path.split("/") if part]
+    for depth, part in enumerate(parts):
+        if not isinstance(node, h5py.Group) or part not in list(node):
+            return False
+        if not isinstance(node.get(part, getlink=True), h5py.HardLink):
+            return None
+        child = node[part]
+        if depth < len(parts) - 1 and not isinstance(child, h5py.Group):
+            return False
+        node = child
+    return True
+
+
+def _item_problem(item: object) -> str | None:
+    """Why an object inside a group does not count as an array, if it does not."""
+    if isinstance(item, h5py.Group):
+        return "unexpected nested group; only plain datasets count"
+    if not isinstance(item, h5py.Dataset):
+        return f"not a dataset ({type(item).__name__}); only plain datasets count"
+    if item.dtype.kind not in "biuf":
+        return f"dtype {item.dtype} is not numeric; only numeric datasets count"
+    if item.is_virtual:
+        return ("virtual dataset (its values are mapped from other datasets or files): refused, a submission "
+                "must hold its own arrays")
+    if item.external:
+        files = ", ".join(repr(entry[0]) for entry in item.external)
+        return f"its bytes are stored in external file(s) {files}: refused, a submission must hold its own arrays"
+    size = int(np.prod(item.shape, dtype=np.float64) * item.dtype.itemsize) if item.shape else item.dtype.itemsize
+    if size > MAX_ARRAY_BYTES:
+        return f"shape {item.shape} of dtype {item.dtype} ({size / 2**30:.1f} GiB) is far larger than any NLB array"
+    return None
 
 
 def read_submission(path: str | Path) -> SubmissionArrays:
@@ -333,6 +425,23 @@ def validate_submission(
     except SubmissionError as err:
         return err.problems
     return layout_problems + _validate_arrays(arrays, expected, allow_extra_groups)
+
+
+def suspicious_values(arrays: Mapping[str, Mapping[str, np.ndarray]]) -> list[Problem]:
+    """Problems of valid-looking arrays that are almost surely a mistake: every rate zero. The
+    scorer (like nlb_tools) scores such an array with zeros replaced by 1e-9, a co-bps far below
+    zero, so `nlb-suite validate` flags it while scoring keeps nlb_tools' number."""
+    problems = []
+    for group, group_arrays in arrays.items():
+        for name in SUBMISSION_ARRAYS:
+            values = group_arrays.get(name)
+            if values is None or values.size == 0 or values.dtype.kind not in "biuf":
+                continue
+            if not np.any(values):
+                problems.append(Problem(
+                    "every rate is zero; the scorer would replace each by 1e-9 (co-bps far below 0): "
+                    "is this really the model's output?", group, name))
+    return problems
 
 
 def require_valid_submission(

@@ -18,17 +18,18 @@ import numpy as np
 from ..core.arrays import EvalTargets, Tensors
 from ..models.base import ModelError
 from ..models.kalman import LinearGaussianSSM, kalman_filter
-from ..scoring.metrics import decode_velocity
+from ..scoring.metrics import DecoderResult, decode_velocity
 from ..scoring.r2 import r2_score
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """Decoded velocity of every eval trial (trials, bins, channels; NaN where none was recorded)
-    and its R2."""
+    """Decoded velocity of every eval trial (trials, bins, channels; NaN where none was recorded),
+    its R2, and each decode mask's decoder rows (what the bootstrap of the R2 resamples)."""
 
     velocity: np.ndarray
     r2: float
+    decoders: list[DecoderResult]
 
 
 def principal_components(latents: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +64,7 @@ def ridge_decoded(train_rates: np.ndarray, eval_rates: np.ndarray, targets: Eval
         # Decoder rows are the eval trials' bins with behaviour, trial by trial, in order.
         for trial in np.unique(decoder.eval_trial):
             decoded[trial, has_behavior[trial]] = decoder.eval_prediction[decoder.eval_trial == trial]
-    return Decoded(decoded, float(np.mean([decoder.r2 for decoder in decoders])))
+    return Decoded(decoded, float(np.mean([decoder.r2 for decoder in decoders])), decoders)
 
 
 class KalmanVelocityDecoder:
@@ -136,16 +137,20 @@ def kalman_decoded(tensors: Tensors, targets: EvalTargets, noise_floor: float = 
     train_masks, eval_masks = decode_masks(tensors, targets)
     n_channels = targets.eval_behavior.shape[2]
     decoded = np.full(targets.eval_behavior.shape, np.nan)
-    scores = []
+    results = []
+    n_bins = targets.eval_behavior.shape[1]
     for train_trials, eval_trials in zip(train_masks.T, eval_masks.T, strict=True):
         decoder = KalmanVelocityDecoder(noise_floor).fit(tensors.train_spikes_heldin[train_trials],
                                                          tensors.train_behavior[train_trials])
         decoded[eval_trials] = decoder.predict(tensors.eval_spikes_heldin[eval_trials])
         truth = targets.eval_behavior[eval_trials].reshape(-1, n_channels)
         known = ~np.isnan(truth).any(axis=1)
-        scores.append(r2_score(truth[known], decoded[eval_trials].reshape(-1, n_channels)[known]))
+        predicted = decoded[eval_trials].reshape(-1, n_channels)[known]
+        row_trial = np.repeat(np.flatnonzero(eval_trials), n_bins)[known]
+        results.append(DecoderResult(alpha=float("nan"), eval_trial=row_trial, eval_behavior=truth[known],
+                                     eval_prediction=predicted, r2=r2_score(truth[known], predicted)))
     decoded[np.isnan(targets.eval_behavior)] = np.nan
-    return Decoded(decoded, float(np.mean(scores)))
+    return Decoded(decoded, float(np.mean([result.r2 for result in results])), results)
 
 
 def aligned_segments(values: np.ndarray, event_bins: np.ndarray, lags: np.ndarray) -> np.ndarray:

@@ -26,7 +26,15 @@ from matplotlib.typing import ColorType
 from .loading import TrainingHistory
 from .published import PUBLISHED_LABEL
 from .tables import shown_metrics
-from .views import InputsAroundEvent, LatentTrajectories, PsthComparison, SingleTrials, TimeAxis, VelocityComparison
+from .views import (
+    InputsAroundEvent,
+    LatentTrajectories,
+    PsthComparison,
+    Rotations,
+    SingleTrials,
+    TimeAxis,
+    VelocityComparison,
+)
 
 DPI = 96
 DATA_COLOR = "black"
@@ -209,6 +217,30 @@ def trajectories_figure(data: LatentTrajectories, axis: TimeAxis) -> bytes:
     if n_conditions <= MAX_CONDITION_LEGEND:
         handles += [_line(name, palette[i]) for i, name in enumerate(data.condition_names)]
     figure.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
+    return _png(figure)
+
+
+def jpca_figure(data: Rotations) -> bytes:
+    """One panel per run: the condition-averaged latents in their top jPC plane (the rosette of
+    Churchland et al. 2012); colour: condition, open circle: window start, arrow: its end."""
+    n_conditions = len(data.condition_names)
+    palette = colormaps["hsv"](np.linspace(0.0, 1.0, n_conditions, endpoint=False))
+    figure, axes = _grid(1, len(data.runs), 3.4, 3.4, sharex=False)
+    for column, run in enumerate(data.runs):
+        ax = axes[0, column]
+        for condition, path in enumerate(run.result.projected):
+            ax.plot(path[:, 0], path[:, 1], color=palette[condition], linewidth=1.0)
+            ax.plot(path[0, 0], path[0, 1], marker="o", markerfacecolor="none", markeredgecolor=palette[condition],
+                    markersize=4)
+            if len(path) >= 2:
+                ax.annotate("", xy=path[-1], xytext=path[-2],
+                            arrowprops=dict(arrowstyle="-|>", color=palette[condition], lw=1.0))
+        ax.set_xlabel("jPC1")
+        ax.set_ylabel("jPC2")
+        ax.set_aspect("equal", adjustable="datalim")
+        share = run.result.r2_skew / run.result.r2_unconstrained
+        ax.set_title(f"{run.label}: {run.source}\nrotation {share:.0%} of the linear dynamics", fontsize="medium",
+                     loc="left")
     return _png(figure)
 
 

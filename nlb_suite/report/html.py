@@ -19,7 +19,7 @@ import math
 import platform
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from .. import __version__
 from ..core.atomic import write_text_atomic
 from ..outputs.results import RunRecord, git_commit
 from . import figures
+from .claims import CLAIMS, Claims
 from .figures import Colors
 from .loading import PieceMissing, View, gather_view, repeated_models, run_label
 from .published import PUBLISHED_LABEL
@@ -39,6 +40,7 @@ from .views import (
     inputs_around_bump,
     latent_trajectories,
     psth_comparison,
+    rotations,
     single_trials,
     time_axis,
     training_histories,
@@ -74,6 +76,7 @@ class Section:
     settings_html: str
     blocks: list[FigureBlock | Omission]
     notes: list[str]
+    claims: Claims | None = None
 
     @property
     def anchor(self) -> str:
@@ -154,11 +157,24 @@ def _training_curves(view: View, colors: Colors) -> tuple[bytes, str]:
     return figures.training_curves_figure(histories, colors), caption
 
 
+def _rotations(view: View, colors: Colors) -> tuple[bytes, str]:
+    data = rotations(view)
+    start, stop = data.window_ms
+    caption = (
+        f"jPCA (Churchland et al. 2012) of each run's condition-averaged eval latents from {start} to {stop} ms "
+        f"around {time_axis(view).event}: the {len(data.condition_names)} conditions' trajectories in the plane of "
+        "the fastest rotation of the best skew-symmetric (purely rotational) linear dynamics. The title gives the "
+        "variance of the latents' change those explain as a share of what unconstrained linear dynamics explain."
+    )
+    return figures.jpca_figure(data), caption
+
+
 FigureBuilder = Callable[[View, Colors], tuple[bytes, str]]
 FIGURE_BUILDERS: tuple[tuple[str, FigureBuilder], ...] = (
     ("Single trials", _single_trials),
     ("PSTHs per condition", _psth),
     ("Latent trajectories", _trajectories),
+    ("Rotations: the top jPC plane", _rotations),
     ("Behaviour: decoded hand velocity", _velocity),
     ("Inferred inputs around the bump", _inputs),
     ("Training curves", _training_curves),
@@ -282,6 +298,22 @@ def _block_html(block: FigureBlock | Omission) -> str:
             f"<figcaption><strong>{_text(block.title)}.</strong> {_text(block.caption)}</figcaption></figure>")
 
 
+def _claims_html(claims: Claims | None) -> str:
+    if claims is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{row.claim}: {_text(CLAIMS[row.claim])}</td><td>{_text(row.model)}</td><td>{_text(row.measured)}</td>"
+        f"<td>{_text(format_value(row.value, row.interval.low, row.interval.high))}</td>"
+        f"<td>{'yes' if row.holds else 'no'}</td></tr>" for row in claims.rows)
+    notes = "".join(f"<li>{_text(note)}</li>" for note in claims.notes)
+    return ("<h3>The LFADS paper's claims, measured here</h3>"
+            '<p class="hint">Brackets: bootstrap 95% interval over eval trials. How each claim is measured and when '
+            "it holds: nlb_suite/report/claims.py.</p>"
+            '<table class="claims"><thead><tr><th>claim</th><th>model</th><th>measured</th><th>value</th>'
+            f"<th>holds</th></tr></thead><tbody>{rows}</tbody></table>"
+            + (f'<ul class="notes">{notes}</ul>' if notes else ""))
+
+
 def _section_html(section: Section) -> str:
     notes = "".join(f"<li>{_text(note)}</li>" for note in section.notes)
     parts = [
@@ -291,6 +323,7 @@ def _section_html(section: Section) -> str:
         '<p class="hint">Click a header to sort; bold: best in column; brackets: bootstrap 95% interval.</p>',
         section.table_html,
         f'<ul class="notes">{notes}</ul>' if notes else "",
+        _claims_html(section.claims),
         "<h3>Figures</h3>",
         *(_block_html(block) for block in section.blocks),
         "<h3>Settings and versions behind every row</h3>",
@@ -406,13 +439,15 @@ with {_text(_package_versions())}.</p>
 """
 
 
-def write_html_report(records: Sequence[RunRecord], out_dir: str | Path, root: str | Path | None = None) -> Path:
+def write_html_report(records: Sequence[RunRecord], out_dir: str | Path, root: str | Path | None = None,
+                      claims: Mapping[TableKey, Claims] | None = None) -> Path:
     """Write `out_dir/report.html` for every (dataset, phase, bin size) that has runs in
-    `records`; `root` is the data directory the datasets are read from (for the figures)."""
+    `records`; `root` is the data directory the datasets are read from (for the figures);
+    `claims` are the leaderboards' claims tables (`claims.claims_by_table`)."""
     keys = table_keys(records, include_published=False)
     with tqdm(total=len(keys) * (1 + len(FIGURE_BUILDERS)), desc="report figures", unit="figure",
               file=sys.stderr) as progress:
-        sections = [_section(records, key, root, progress) for key in keys]
+        sections = [replace(_section(records, key, root, progress), claims=(claims or {}).get(key)) for key in keys]
     path = Path(out_dir) / REPORT_NAME
     write_text_atomic(path, _page(sections, len(records)))
     return path

@@ -10,7 +10,7 @@ here are from the literature) is marked: bold in Markdown, listed in the `best_i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -215,9 +215,11 @@ def _csv_frame(key: TableKey, table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_tables(records: Sequence[RunRecord], out_dir: str | Path, all_runs: bool = False) -> list[Path]:
-    """Write every leaderboard to `out_dir`: `leaderboard.md` (one section per table) and
-    `leaderboard.csv` (all tables stacked, with dataset / phase / bin_ms columns)."""
+def write_tables(records: Sequence[RunRecord], out_dir: str | Path, all_runs: bool = False,
+                 extra_markdown: Mapping[TableKey, str] | None = None) -> list[Path]:
+    """Write every leaderboard to `out_dir`: `leaderboard.md` (one section per table, followed by
+    its `extra_markdown`, e.g. the claims table) and `leaderboard.csv` (all tables stacked, with
+    dataset / phase / bin_ms columns)."""
     out_dir = Path(out_dir)
     sections = [
         "# NLB leaderboards\n",
@@ -232,6 +234,8 @@ def write_tables(records: Sequence[RunRecord], out_dir: str | Path, all_runs: bo
         if (table["origin"] == RUN_HERE_LABEL).sum() == 0:
             sections.append("No runs here yet.\n")
         sections.append(markdown_table(table, all_runs=all_runs))
+        if extra_markdown and key in extra_markdown:
+            sections.append(extra_markdown[key])
         frames.append(_csv_frame(key, table))
     markdown_path = out_dir / "leaderboard.md"
     csv_path = out_dir / "leaderboard.csv"

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..core.arrays import LatentKind, Tensors, latent_key
 from .analysis import aligned_segments, decode_masks, kalman_decoded, principal_components, ridge_decoded
+from .jpca import DEFAULT_COMPONENTS, JpcaError, JpcaResult, jpca
 from .loading import PieceMissing, RunOutputs, TrainingHistory, View
 
 # Latent arrays drawn as trajectories, most informative first: LFADS factors, then the latent
@@ -308,3 +309,88 @@ def training_histories(view: View) -> dict[str, TrainingHistory]:
     if not histories:
         raise PieceMissing("no run saved training curves (LFADS does)")
     return histories
+
+
+# jPCA looks at the condition-averaged latents from 50 ms before the alignment event (movement
+# onset in the reaching datasets) to 250 ms after it, where Churchland et al. 2012 found rotations.
+JPCA_WINDOW_MS = (-50, 250)
+JPCA_LATENT_KINDS = (LatentKind.FACTORS, LatentKind.STATES)
+
+
+def paired_latents(run: RunOutputs) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """The run's (name, train, eval) latents of the first kind it saved for both sets of trials:
+    LFADS factors, else latent states."""
+    for kind in JPCA_LATENT_KINDS:
+        train, evaluation = latent_key("train", kind), latent_key("eval", kind)
+        if train in run.latents and evaluation in run.latents:
+            return kind.value, run.latents[train], run.latents[evaluation]
+    return None
+
+
+@dataclass(frozen=True)
+class JpcaInputs:
+    """What jPCA is run on: the eval trials of each condition and the bins of the window."""
+
+    condition_names: list[str]
+    members: list[np.ndarray]
+    window: np.ndarray  # bool over the trial window's bins
+
+
+def jpca_inputs(view: View) -> JpcaInputs:
+    conditions = [condition for condition in eval_conditions(view) if len(condition.eval_trials)]
+    if len(conditions) < 3:
+        raise PieceMissing("fewer than 3 conditions with eval trials for jPCA")
+    centres = time_axis(view).centres(view.require_tensors().n_bins)
+    window = (centres >= JPCA_WINDOW_MS[0]) & (centres <= JPCA_WINDOW_MS[1])
+    return JpcaInputs([c.name for c in conditions], [c.eval_trials for c in conditions], window)
+
+
+def condition_jpca(means: np.ndarray) -> JpcaResult:
+    """jPCA of condition means with Churchland et al.'s 6 components, or fewer (an even number)
+    when the latents have fewer dimensions."""
+    dims = means.shape[2]
+    return jpca(means, n_components=min(DEFAULT_COMPONENTS, dims - dims % 2))
+
+
+def condition_means(latents: np.ndarray, members: list[np.ndarray],
+                    weights: list[np.ndarray] | None = None) -> np.ndarray:
+    """(conditions, bins, dims): each condition's mean over its trials (weighted, for resamples)."""
+    if weights is None:
+        return np.stack([latents[m].mean(axis=0) for m in members])
+    return np.stack([np.tensordot(w, latents[m], axes=1) / w.sum() for m, w in zip(members, weights)])
+
+
+@dataclass(frozen=True)
+class RunRotation:
+    label: str
+    source: str
+    result: JpcaResult
+
+
+@dataclass(frozen=True)
+class Rotations:
+    condition_names: list[str]
+    runs: list[RunRotation]
+    window_ms: tuple[int, int]
+
+
+def rotations(view: View) -> Rotations:
+    """jPCA of each run's condition-averaged eval latents in the window (runs without latents,
+    or whose latents jPCA cannot analyse, are left out with a note)."""
+    runs = view.require_runs()
+    inputs = jpca_inputs(view)
+    found = []
+    for run in runs:
+        latents = paired_latents(run)
+        if latents is None:
+            continue
+        name, _, evaluation = latents
+        try:
+            result = condition_jpca(condition_means(evaluation[:, inputs.window].astype(np.float64), inputs.members))
+        except JpcaError as err:
+            view.run_notes.append(f"{run.label}: jPCA not possible ({err})")
+            continue
+        found.append(RunRotation(run.label, name, result))
+    if not found:
+        raise PieceMissing("no run saved latents for jPCA (LFADS factors, GPFA / Kalman states)")
+    return Rotations(inputs.condition_names, found, JPCA_WINDOW_MS)

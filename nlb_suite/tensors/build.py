@@ -58,8 +58,23 @@ def _check(spec: DatasetSpec, phase: str, bin_ms: int) -> None:
     spec.check_bin(bin_ms)
 
 
+def _check_columns(spec: DatasetSpec, rec: Recording) -> None:
+    """The trial columns the spec names exist, and the decode mask is boolean: checked when the
+    train file is first used, so that a run fails before it fits, not after writing output."""
+    named = [spec.align_field, *spec.psth_conditions, *([spec.decode_mask_field] if spec.decode_mask_field else [])]
+    missing = [column for column in named if column not in rec.trials.columns]
+    if missing:
+        raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing} named by dataset {spec.name!r}")
+    if spec.decode_mask_field is not None:
+        values = rec.trials[spec.decode_mask_field]
+        if not values.isin([0, 1]).all():
+            raise NWBFormatError(f"{rec.path}: trials column {spec.decode_mask_field!r} (the decode mask) must be "
+                                 "boolean")
+
+
 def _phase_trials(spec: DatasetSpec, phase: Phase, files: DatasetFiles) -> _PhaseTrials:
     train_rec = read_dataset_file(files.train, spec.behavior_field)
+    _check_columns(spec, train_rec)
     train_splits: tuple[str, ...]
     if phase == "val":
         eval_rec, train_splits, eval_splits = train_rec, ("train",), ("val",)

@@ -2,8 +2,11 @@
 
 A continuous session in a few long recording chunks; active reaches to 8 directions and passive
 bumps (a force pulse at a random time of the centre hold). A linear latent system (three damped
-oscillators and a low-passed hand velocity) is driven by hand velocity, a motor command leading
-active reaches, and the bump force itself: an input that nothing before it predicts.
+oscillators, a low-passed hand velocity and a low-passed hand position) is driven by hand
+velocity, a motor command leading active reaches, and the bump force itself: an input that
+nothing before it predicts. The position signal (proprioception of the limb's posture) holds
+each active trial's target through the hold that follows the reach, so the forward window
+(500-700 ms after move onset) still differs across conditions and trials.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from .common import (
     GeneratedDataset,
     PlacedTrials,
     SpikeCollector,
+    auto_saturation,
     balanced,
     calibrated_readout,
+    generator_counts,
     minimum_jerk,
     sample_placed,
     sample_test_trials,
@@ -36,11 +41,17 @@ from .common import (
     units_table,
 )
 
+# Bumped whenever the same seed would give different files: stale datasets on disk are regenerated.
+# 2: the position signal (forward-window activity).
+VERSION = 2
+
 AREA2_DIRECTIONS = 8
 _AREA2_MODES_TAU_MS = np.array([40.0, 80.0, 150.0])
 _AREA2_MODES_HZ = np.array([4.0, 2.5, 1.0])
 _AREA2_VEL_TAU_MS = 20.0
-_AREA2_LATENT_DIM = 2 * len(_AREA2_MODES_TAU_MS) + 2
+_AREA2_LATENT_DIM = 2 * len(_AREA2_MODES_TAU_MS) + 4
+_AREA2_POSTURE_TAU_MS = 50.0
+_AREA2_POSTURE_WEIGHT = 0.5
 _REACH_CM = 10.0
 _TYPICAL_SPEED_CM_S = 30.0  # scales velocity to the size of the other latent inputs
 _BUMP_N = 2.0
@@ -51,7 +62,7 @@ _CHUNKS = 4
 _AMPLITUDE_SD = 0.12  # trial-to-trial sd of reach length and bump force (relative)
 _INPUT_NOISE = 0.05
 _INPUT_NOISE_TAU_MS = 100.0
-_AREA2_LOG_RATE_SD = (0.7, 1.1)
+_AREA2_LOG_RATE_SD = (0.65, 1.05)
 _AREA2_MEAN_HZ = (5.0, 30.0)
 _EVENT_MS = 1500  # length of the kinematic template of one reach or bump
 
@@ -135,8 +146,8 @@ def _area2_kinematics(plan: Area2Plan, start_ms: np.ndarray, session_ms: int
     return pos, bump_force, motor, onset
 
 
-def _area2_latents(vel: np.ndarray, bump_force: np.ndarray, motor: np.ndarray, input_gain: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+def _area2_latents(pos: np.ndarray, vel: np.ndarray, bump_force: np.ndarray, motor: np.ndarray,
+                   input_gain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Linear latent dynamics driven by [velocity, bump force, motor command] (time, 6), plus
     slow input noise: activity the kinematics do not explain."""
     inputs = np.concatenate([vel / _TYPICAL_SPEED_CM_S, bump_force / _BUMP_N, motor], axis=1)
@@ -152,7 +163,9 @@ def _area2_latents(vel: np.ndarray, bump_force: np.ndarray, motor: np.ndarray, i
     modes = np.stack(modes, axis=1)
     pole = np.exp(-1.0 / _AREA2_VEL_TAU_MS)
     smooth_vel = lfilter([1.0 - pole], [1.0, -pole], vel / _TYPICAL_SPEED_CM_S, axis=0)
-    return np.concatenate([modes.real, modes.imag, smooth_vel], axis=1).astype(np.float32)
+    pole = np.exp(-1.0 / _AREA2_POSTURE_TAU_MS)
+    posture = lfilter([1.0 - pole], [1.0, -pole], pos / _REACH_CM, axis=0)
+    return np.concatenate([modes.real, modes.imag, smooth_vel, posture], axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -185,7 +198,7 @@ def _area2_session(rng: np.random.Generator, plan: Area2Plan, n_chunks: int, inp
     vel = np.gradient(pos, axis=0) * 1000.0
     latents = np.zeros((session_ms, _AREA2_LATENT_DIM), dtype=np.float32)
     for low, high in spans:
-        latents[low:high] = _area2_latents(vel[low:high], bump_force[low:high], motor[low:high], input_gain, rng)
+        latents[low:high] = _area2_latents(pos[low:high], vel[low:high], bump_force[low:high], motor[low:high], input_gain, rng)
     # The load cell sees the bump, the handle's inertia and friction, and sensor noise.
     acceleration = np.gradient(vel, axis=0) * 1000.0 / 100.0  # m/s^2
     planar = bump_force + 0.6 * acceleration + 0.02 * vel
@@ -218,8 +231,8 @@ def _area2_columns(plan: Area2Plan, start_ms: np.ndarray, move_onset: np.ndarray
 
 
 def generate_area2(spec: DatasetSpec, seed: int) -> GeneratedDataset:
-    counts = spec.expected
-    n_train, n_val, n_test = counts.val_train_trials, counts.val_eval_trials, counts.test_eval_trials
+    counts = generator_counts(spec)
+    n_train, n_val, n_test = counts.train_trials, counts.val_trials, counts.test_trials
     rng = np.random.default_rng(seed)
     layout = unit_layout(rng, counts.heldin_units, counts.heldout_units, n_arrays=1, electrodes_per_array=96,
                           id_prefix=False)
@@ -232,7 +245,10 @@ def generate_area2(spec: DatasetSpec, seed: int) -> GeneratedDataset:
     session = _area2_session(rng, plan, _CHUNKS, input_gain)
     result = np.where(split == "none", rng.choice(np.array(["A", "I", "F"]), n_trials), "R")
     observed = np.concatenate([session.latents[low:high:BIN_MS] for low, high in session.chunk_spans])
-    readout = calibrated_readout(rng, np.ones((n_units, _AREA2_LATENT_DIM)), observed, _AREA2_LOG_RATE_SD, _AREA2_MEAN_HZ)
+    feature_scale = np.ones((n_units, _AREA2_LATENT_DIM))
+    feature_scale[:, -2:] = _AREA2_POSTURE_WEIGHT
+    readout = calibrated_readout(rng, feature_scale, observed, _AREA2_LOG_RATE_SD, _AREA2_MEAN_HZ,
+                              auto_saturation(observed))
 
     spans = session.chunk_spans
     chunk_latents = np.zeros((_CHUNKS, int((spans[:, 1] - spans[:, 0]).max()), _AREA2_LATENT_DIM), np.float32)

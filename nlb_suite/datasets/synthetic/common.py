@@ -46,21 +46,50 @@ class SyntheticDataError(NlbSuiteError, ValueError):
     """A synthetic dataset cannot be generated as asked."""
 
 
+@dataclass(frozen=True)
+class GeneratorCounts:
+    """How many units and trials a generator makes (from the spec's expected counts)."""
+
+    heldin_units: int
+    heldout_units: int
+    train_trials: int
+    val_trials: int
+    test_trials: int
 
 
-def saturate(latents: np.ndarray, saturation: np.ndarray) -> np.ndarray:
+def generator_counts(spec: DatasetSpec) -> GeneratorCounts:
+    expected = spec.expected
+    values = (expected.heldin_units, expected.heldout_units, expected.val_train_trials, expected.val_eval_trials,
+              expected.test_eval_trials)
+    if any(n is None or n <= 0 for n in values):
+        raise SyntheticDataError(f"dataset {spec.name!r}: expected unit and trial counts must all be positive")
+    return GeneratorCounts(*(int(n) for n in values if n is not None))
+
+
+
+
+def saturate(latents: np.ndarray, saturation: np.ndarray | None) -> np.ndarray:
+    if saturation is None:
+        return latents.astype(np.float32)
     return (saturation * np.tanh(latents / saturation)).astype(np.float32)
+
+
+def auto_saturation(reference: np.ndarray) -> np.ndarray:
+    """Per latent dimension, `SATURATION_SD` standard deviations of the reference latents."""
+    return (SATURATION_SD * reference.std(axis=0)).astype(np.float32)
 
 
 @dataclass(frozen=True)
 class Readout:
     """log rate (spikes/ms) = log_baseline + weights @ features, where each latent dimension x
-    enters as the soft-saturated s * tanh(x / s): neurons' tuning saturates, and the brief large
-    excursions of the latents around movement would otherwise dominate every unit's range."""
+    enters as the soft-saturated s * tanh(x / s) (`saturation` s per dimension; None: x itself,
+    a log-linear readout). The look-alikes saturate at a few standard deviations (neurons' tuning
+    saturates, and the brief large excursions of the latents around movement would otherwise
+    dominate every unit's range); the chaotic RNN's units read tanh(x) (s = 1)."""
 
     weights: np.ndarray
     log_baseline: np.ndarray
-    saturation: np.ndarray
+    saturation: np.ndarray | None
 
     def counts_per_bin(self, latents: np.ndarray) -> np.ndarray:
         """Expected spikes per 5 ms bin for bin-averaged latents (..., latent_dim)."""
@@ -200,15 +229,15 @@ def peak_hz(drive: np.ndarray, gain: np.ndarray, mean_hz: np.ndarray) -> np.ndar
 
 
 def calibrated_readout(rng: np.random.Generator, feature_scale: np.ndarray, reference: np.ndarray,
-             log_rate_sd: tuple[float, float], mean_hz: tuple[float, float]) -> Readout:
-    """A random readout calibrated on `reference` latents (samples, features): weights N(0, 1)
-    times `feature_scale` (units, features), rescaled so that each unit's log rate varies with a
-    standard deviation drawn from `log_rate_sd` and its mean rate, drawn log-uniformly from
-    `mean_hz`, is met exactly. Brief large latent excursions (movement) would give some units
-    absurd peaks, so a unit's modulation is reduced until its peak rate on the reference stays
-    below `PEAK_HZ`."""
+                       log_rate_sd: tuple[float, float], mean_hz: tuple[float, float],
+                       saturation: np.ndarray | None) -> Readout:
+    """A random readout of latents saturated at `saturation` (see `Readout`), calibrated on
+    `reference` latents (samples, features): weights N(0, 1) times `feature_scale` (units,
+    features), rescaled so that each unit's log rate varies with a standard deviation drawn from
+    `log_rate_sd` and its mean rate, drawn log-uniformly from `mean_hz`, is met exactly. Brief
+    large latent excursions (movement) would give some units absurd peaks, so a unit's
+    modulation is reduced until its peak rate on the reference stays below `PEAK_HZ`."""
     n_units = len(feature_scale)
-    saturation = (SATURATION_SD * reference.std(axis=0)).astype(np.float32)
     reference = saturate(reference, saturation)
     weights = rng.normal(size=feature_scale.shape) * feature_scale
     drive = reference @ weights.T

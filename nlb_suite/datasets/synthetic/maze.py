@@ -1,14 +1,17 @@
 """The MC_Maze look-alike (`synth_maze` and its sizes).
 
 Delayed centre-out reaches, 27 conditions (trial_type 1..9 picks the target, trial_version 0..2
-the path around a barrier). An 8-dimensional latent state: three rotational planes z_i
-(complex), a condition-invariant movement signal and a preparatory signal. After target onset
-each z_i relaxes to a condition's preparatory value (plus trial noise); at a trigger a reaction
-time after the go cue the planes rotate and decay, with a frequency that grows with amplitude
-(the nonlinearity). Hand velocity is a linear readout of the rotating components
-`behavior_lag_ms` earlier; move onset is where hand speed first passes 15 % of its peak. Trials
-run back to back with 200-400 ms gaps (the hand returns to the centre); each trial's
-[start, stop] is an observation interval.
+the path around a barrier). A 10-dimensional latent state: three rotational planes z_i
+(complex), a condition-invariant movement signal, a preparatory signal and a 2-D posture
+signal. After target onset each z_i relaxes to a condition's preparatory value (plus trial
+noise); at a trigger a reaction time after the go cue the planes rotate and decay, with a
+frequency that grows with amplitude (the nonlinearity). Hand velocity is a linear readout of
+the rotating components `behavior_lag_ms` earlier; move onset is where hand speed first passes
+15 % of its peak. The posture signal is the displacement the rotating components have commanded
+since the trigger: it carries each trial's reach endpoint through the hold that follows, so the
+forward window (450-650 ms after move onset, the hand at the target) still differs across
+conditions and trials, as in the real recordings. Trials run back to back with 200-400 ms gaps
+(the hand returns to the centre); each trial's [start, stop] is an observation interval.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from .common import (
     Readout,
     SpikeCollector,
     UnitLayout,
+    auto_saturation,
     balanced,
     calibrated_readout,
+    generator_counts,
     minimum_jerk,
     sample_placed,
     sample_test_trials,
@@ -43,10 +48,14 @@ from .common import (
     units_table,
 )
 
+# Bumped whenever the same seed would give different files: stale datasets on disk are regenerated.
+# 2: the posture signal (forward-window activity).
+VERSION = 2
+
 MAZE_TYPES = 9
 MAZE_VERSIONS = 3
 _MAZE_PLANES = 3
-_MAZE_LATENT_DIM = 2 * _MAZE_PLANES + 2
+_MAZE_LATENT_DIM = 2 * _MAZE_PLANES + 4
 _OMEGA = 2 * np.pi * np.array([1.2, 1.7, 2.3]) / 1000.0  # rad/ms of the three rotational planes
 _ROTATION_TAU_MS = np.array([170.0, 150.0, 130.0])
 _FREQUENCY_GAIN = 0.12  # relative frequency increase per unit squared amplitude
@@ -58,7 +67,7 @@ _PREP_NOISE = 0.25  # trial-to-trial sd of the preparatory state
 _SPEED_SD = 0.06  # trial-to-trial sd of the speed of the movement dynamics
 _MOTOR_NOISE_MM_S = 15.0  # hand velocity noise that the neurons do not see
 _MOTOR_NOISE_TAU_MS = 40.0
-_MAZE_LOG_RATE_SD = (0.9, 1.3)
+_MAZE_LOG_RATE_SD = (0.85, 1.25)
 _CALIBRATION_TRIALS = 128
 _MAZE_MEAN_HZ = (5.0, 40.0)
 _CIS_TAU_MS = 40.0
@@ -66,6 +75,8 @@ _CIS_DURATION_MS = 300
 _PREP_SIGNAL_TAU_MS = 150.0
 _PREP_AMPLITUDE = 1.4  # typical |preparatory state|
 _REACH_MM = (80.0, 130.0)
+_POSTURE_MM = 100.0  # hand displacement that moves the posture latents by one unit
+_POSTURE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -138,8 +149,13 @@ def _simulate_maze(dynamics: MazeDynamics, plan: MazeTrialPlan, rng: np.random.G
         prep_signal += (preparing[:, 0] - prep_signal) / _PREP_SIGNAL_TAU_MS
         latents[:, t, :_MAZE_PLANES] = z.real
         latents[:, t, _MAZE_PLANES:2 * _MAZE_PLANES] = z.imag
-        latents[:, t, -2] = cis
-        latents[:, t, -1] = prep_signal
+        latents[:, t, 2 * _MAZE_PLANES] = cis
+        latents[:, t, 2 * _MAZE_PLANES + 1] = prep_signal
+    # Posture: the displacement the rotating components command since the trigger, in units of a
+    # typical reach. It persists while the hand holds at the target.
+    moving = np.arange(n_time)[None, :] >= plan.trigger[:, None]
+    command = (latents[..., _MAZE_PLANES:2 * _MAZE_PLANES] @ dynamics.directions.astype(np.float32)) * moving[..., None]
+    latents[..., -2:] = np.cumsum(command, axis=1) * (dynamics.velocity_gain / _POSTURE_MM)
     # The hand follows the rotating components `lag_ms` later (before the trial: at rest), plus
     # slow motor noise that the neurons do not see.
     lagged = np.zeros((n, n_time, _MAZE_PLANES), dtype=np.float32)
@@ -216,6 +232,7 @@ def _maze_readout(rng: np.random.Generator, model: MazeModel, layout: UnitLayout
     feature_scale = np.concatenate([
         np.broadcast_to(prep_weight, (n_units, _MAZE_PLANES)), np.broadcast_to(move_weight, (n_units, _MAZE_PLANES)),
         np.broadcast_to(move_weight, (n_units, 1)), np.broadcast_to(prep_weight, (n_units, 1)),
+        np.broadcast_to(move_weight * _POSTURE_WEIGHT, (n_units, 2)),
     ], axis=1)
     # Calibrated on trials like the real ones, noise included, so that no unit leans on a
     # direction that only trial-to-trial variability explores.
@@ -224,7 +241,8 @@ def _maze_readout(rng: np.random.Generator, model: MazeModel, layout: UnitLayout
     sim = _simulate_maze(model.dynamics, plan, rng)
     around_onset = sim.move_onset[:, None] + np.arange(-300, 701, BIN_MS)[None, :]
     reference = np.take_along_axis(sim.latents, around_onset[..., None], axis=1).reshape(-1, _MAZE_LATENT_DIM)
-    return calibrated_readout(rng, feature_scale, reference, _MAZE_LOG_RATE_SD, _MAZE_MEAN_HZ)
+    return calibrated_readout(rng, feature_scale, reference, _MAZE_LOG_RATE_SD, _MAZE_MEAN_HZ,
+                              auto_saturation(reference))
 
 
 def _maze_trial_columns(model: MazeModel, plan: MazeTrialPlan, start_ms: np.ndarray, move_onset: np.ndarray,
@@ -269,8 +287,8 @@ def _return_to_centre(hand_pos: np.ndarray, hand_vel: np.ndarray, gap_start_ms: 
 
 
 def generate_maze(spec: DatasetSpec, seed: int) -> GeneratedDataset:
-    counts = spec.expected
-    n_train, n_val, n_test = counts.val_train_trials, counts.val_eval_trials, counts.test_eval_trials
+    counts = generator_counts(spec)
+    n_train, n_val, n_test = counts.train_trials, counts.val_trials, counts.test_trials
     rng = np.random.default_rng(seed)
     layout = unit_layout(rng, counts.heldin_units, counts.heldout_units, n_arrays=2, electrodes_per_array=96,
                           id_prefix=True)
