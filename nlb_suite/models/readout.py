@@ -219,7 +219,10 @@ class LatentReadout:
     for a model without dynamics, which leaves each unit's mean forward rate). Propagated latents
     shrink towards the prior mean as they leave the data, so the window's readout would predict
     forward rates that are too flat; the forward readout is calibrated on the training trials'
-    own propagated latents. MEASURE-FORWARD-RULE
+    own propagated latents. Measured on the same fits (val phase, 5 ms, fp-bps, generator
+    version 2 data): synth_maze GPFA 0.161 with the forward readout against 0.054 with the
+    window's, Kalman 0.183 against 0.146; synth_area2 GPFA 0.071 against 0.026, Kalman 0.135
+    against 0.023. (Before, GPFA used a forward readout and Kalman the window's.)
     """
 
     def __init__(self, alpha: float) -> None:
