@@ -130,3 +130,21 @@ def test_targets_command_reports_bad_requests(synthetic_root: Path, tmp_path: Pa
     assert "test-phase targets" in capsys.readouterr().err
     assert main(["targets", "synth_maze_small", "--phase", "test", "--data-dir", str(synthetic_root), "-o", out]) == 0
     assert read_targets(out)["synth_maze_small"]["eval_spikes_heldout"].shape == (100, 140, 35)
+
+
+def test_average_rates_is_the_mean_of_its_members():
+    from nlb_suite.core.arrays import RATE_ARRAYS, Rates, RatesShapeError, average_rates
+
+    rng = np.random.default_rng(3)
+    shapes = {name: (4, 5, 3) for name in RATE_ARRAYS}
+    members = [Rates(**{n: rng.random(s).astype(np.float32) for n, s in shapes.items()}) for _ in range(3)]
+    mean = average_rates(members)
+    for name in RATE_ARRAYS:
+        want = np.mean([getattr(m, name).astype(np.float64) for m in members], axis=0)
+        np.testing.assert_allclose(getattr(mean, name), want, rtol=1e-6)
+        assert getattr(mean, name).dtype == np.float32
+    with pytest.raises(RatesShapeError):
+        average_rates([])
+    odd = Rates(**{n: np.zeros((4, 6, 3), np.float32) for n in RATE_ARRAYS})
+    with pytest.raises(RatesShapeError, match="disagree"):
+        average_rates([members[0], odd])

@@ -11,6 +11,7 @@ units, the trial window or the forward window after it), and its array is named
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Literal, get_args
@@ -241,6 +242,25 @@ class Rates:
             eval_rates_heldin_forward=part(forward, True), eval_rates_heldout_forward=part(forward, False),
             latents=dict(latents or {}),
         )
+
+
+def average_rates(members: Sequence[Rates]) -> Rates:
+    """The ensemble of several models' predictions for the same data: the mean of each rate array
+    (in float64, stored float32), as the leaderboard's ensemble entries average their members'
+    rates. Latents are dropped: members' latent spaces are not aligned, so their mean means nothing."""
+    if not members:
+        raise RatesShapeError("an ensemble needs at least one member")
+    first = members[0]
+    arrays: dict[str, typing.Any] = {}
+    for name in RATE_ARRAYS:
+        shapes = {np.shape(getattr(member, name)) for member in members}
+        if len(shapes) != 1:
+            raise RatesShapeError(f"ensemble members disagree on the shape of {name}: {sorted(shapes)}")
+        total = np.zeros(np.shape(getattr(first, name)))
+        for member in members:
+            total += getattr(member, name)
+        arrays[name] = (total / len(members)).astype(np.float32)
+    return Rates(**arrays)
 
 
 class TrueRates(Rates):

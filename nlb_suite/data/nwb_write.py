@@ -287,5 +287,5 @@ def write_nlb_nwb(path: str | Path, *, session: SessionInfo, arrays: Sequence[El
     with atomic_path(path, suffix=".tmp.nwb") as temporary:
         with NWBHDF5IO(temporary, "w") as io:
             io.write(nwbfile)
-        _label_electrodes_as_dynamic_table(temporary)
+        _label_electrodes_as_dynamic_table(str(temporary))
     return path

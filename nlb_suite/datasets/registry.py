@@ -7,7 +7,8 @@ from pathlib import Path
 from ..core.spec import Asset, DatasetSpec, ExpectedCounts, SpecError
 from .toml_spec import load_spec_toml
 
-_MAZE_WINDOW = dict(align_field="move_onset_time", window_ms=(-250, 450))
+_MAZE_ALIGN = "move_onset_time"
+_MAZE_WINDOW_MS = (-250, 450)
 _MAZE_PSTH = ("trial_type", "trial_version")
 
 
@@ -21,7 +22,7 @@ def _maze(name: str, dandiset: str, version: str, session: str, train: tuple[int
         train=Asset(f"{stem}_desc-train_behavior+ecephys.nwb", *train),
         test=Asset(f"{stem}_desc-test_ecephys.nwb", *test),
         behavior_field="hand_vel", behavior_lag_ms=lag, psth_conditions=_MAZE_PSTH,
-        psth_kern_sd_ms=kern, scaling_key=scaling_key, expected=counts, **_MAZE_WINDOW,
+        psth_kern_sd_ms=kern, scaling_key=scaling_key, expected=counts, align_field=_MAZE_ALIGN, window_ms=_MAZE_WINDOW_MS,
     )
 
 
@@ -100,7 +101,7 @@ def _synth_maze(size: str, seed: int = 0) -> DatasetSpec:
         test=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-test_ecephys.nwb"),
         behavior_field="hand_vel", behavior_lag_ms=120, psth_conditions=_MAZE_PSTH,
         psth_kern_sd_ms=50, expected=ExpectedCounts(heldin, heldout, n_train, n_val, n_train + n_val, n_test),
-        generator="maze", generator_args=(("size", size), ("seed", seed)), **_MAZE_WINDOW,
+        generator="maze", generator_args=(("size", size), ("seed", seed)), align_field=_MAZE_ALIGN, window_ms=_MAZE_WINDOW_MS,
     )
 
 

@@ -136,7 +136,7 @@ def _area2_kinematics(plan: Area2Plan, start_ms: np.ndarray, session_ms: int
         lead = at - _MOTOR_LEAD_MS
         motor[lead:lead + reach] += (rate / rate.max())[:, None] * unit[i]
     pos, bump_force, motor = pos[:session_ms], bump_force[:session_ms], motor[:session_ms]
-    vel = np.gradient(pos, axis=0) * 1000.0
+    vel = np.asarray(np.gradient(pos, axis=0)) * 1000.0
     speed = np.hypot(vel[:, 0], vel[:, 1])
     onset = np.empty(len(start_ms), dtype=np.int64)
     for i in range(len(start_ms)):
@@ -154,13 +154,13 @@ def _area2_latents(pos: np.ndarray, vel: np.ndarray, bump_force: np.ndarray, mot
     pole = np.exp(-1.0 / _INPUT_NOISE_TAU_MS)
     noise = lfilter([1.0 - pole], [1.0, -pole], rng.standard_normal(inputs.shape), axis=0)
     inputs += noise * (_INPUT_NOISE / noise.std())
-    modes = []
+    responses = []
     for k, (tau, hz) in enumerate(zip(_AREA2_MODES_TAU_MS, _AREA2_MODES_HZ)):
         pole = np.exp(-1.0 / tau + 2j * np.pi * hz / 1000.0)
         drive = inputs @ input_gain[k]
         # Scaled by the decay per ms, so that slow and fast modes respond with similar amplitude.
-        modes.append(lfilter([1.0 - abs(pole)], [1.0, -pole], drive))
-    modes = np.stack(modes, axis=1)
+        responses.append(lfilter([1.0 - abs(pole)], [1.0, -pole], drive))
+    modes = np.stack(responses, axis=1)
     pole = np.exp(-1.0 / _AREA2_VEL_TAU_MS)
     smooth_vel = lfilter([1.0 - pole], [1.0, -pole], vel / _TYPICAL_SPEED_CM_S, axis=0)
     pole = np.exp(-1.0 / _AREA2_POSTURE_TAU_MS)

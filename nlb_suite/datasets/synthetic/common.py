@@ -274,7 +274,7 @@ def splits(rng: np.random.Generator, n_train: int, n_val: int, n_none: int) -> n
     return rng.permutation(np.array(["train"] * n_train + ["val"] * n_val + ["none"] * n_none))
 
 
-def test_segments(spec: DatasetSpec, n_test: int) -> tuple[np.ndarray, np.ndarray]:
+def test_segments(spec: DatasetSpec, n_test: int) -> tuple[np.ndarray, np.int64]:
     """Start (ms) of each re-timed test segment, and the segment period (ms)."""
     period = spec.window_len_ms + TEST_SEGMENT_GAP_MS
     return np.arange(n_test, dtype=np.int64) * period, np.int64(period)
