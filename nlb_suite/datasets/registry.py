@@ -1,4 +1,4 @@
-"""The built-in datasets: the five NLB'21 datasets on DANDI and the synthetic ones made here."""
+"""The built-in datasets: the seven NLB'21 datasets on DANDI and the synthetic ones made here."""
 
 from __future__ import annotations
 
@@ -81,6 +81,44 @@ AREA2_BUMP = DatasetSpec(
     expected=ExpectedCounts(49, 16, 272, 92, 364, 98),
 )
 
+# MC_RTT and DMFC_RSG as nlb_tools 0.0.4's PARAMS define them (make_tensors.py). Unit and trial
+# counts are not pinned here (ExpectedCounts left open): they were not checked against the files.
+MC_RTT = DatasetSpec(
+    name="mc_rtt", source="dandi", dandiset="000129", version="0.241017.1444", folder="000129",
+    description="Indy, M1, self-paced reaches to random targets (continuous; no repeated conditions)",
+    train=Asset("sub-Indy/sub-Indy_desc-train_behavior+ecephys.nwb", 49764168,
+                "2f78db62bd4d68b9bc737444f72bc2dfe475d7390dd7a54848aaf6a6a6ba8da5",
+                "2ae6bf3c-788b-4ece-8c01-4b4a5680b25b"),
+    test=Asset("sub-Indy/sub-Indy_desc-test_ecephys.nwb", 1201344,
+               "7d5e2125fa3afc0fc170b0c867a920f85fabe0f1a751da5dcb49351ccd943add",
+               "648a7418-98e8-4413-ba97-3772dd325ecc"),
+    align_field="start_time", window_ms=(0, 600), behavior_field="finger_vel", behavior_lag_ms=140,
+    allow_overlap=True, eval_allow_overlap=True,
+)
+_RSG_BEHAVIOR = ("is_eye", "theta", "is_short", "ts", "tp")
+_RSG_PSTH = ("is_eye", "theta", "is_short", "ts")
+
+
+def _rsg(**fields: object) -> DatasetSpec:
+    """DMFC_RSG's tensor definition (go-aligned 1.5 s windows, set..go evaluation segments, jitter)."""
+    return DatasetSpec(
+        align_field="go_time", window_ms=(-1500, 0), behavior_field=None, behavior_columns=_RSG_BEHAVIOR,
+        outlier_field="is_outlier", eval_segment=("set_time", "go_time"), jitter_field="tp", jitter_max_ms=300,
+        psth_conditions=_RSG_PSTH, psth_kern_sd_ms=70, allow_overlap=True, **fields,  # type: ignore[arg-type]
+    )
+
+
+DMFC_RSG = _rsg(
+    name="dmfc_rsg", source="dandi", dandiset="000130", version="0.220113.0407", folder="000130",
+    description="Haydn, DMFC, ready-set-go time interval reproduction (eye/hand, 2 directions, 2 priors)",
+    train=Asset("sub-Haydn/sub-Haydn_desc-train_ecephys.nwb", 14119912,
+                "6212aaee2c978d1cd53fbfb433d11f418ed27cd83017b8b2befa4a1d7add5198",
+                "c90cbccc-31a5-4815-88e6-822d8c5ca68c"),
+    test=Asset("sub-Haydn/sub-Haydn_desc-test_ecephys.nwb", 1553584,
+               "4b4e9118d833876a9643dd38df1d3d0c53737811720705e5cfad50d6de0bec3a",
+               "a2c3ced1-2869-4483-aa19-8815c2d18c91"),
+)
+
 # Synthetic sizes mirror the real sessions: (held-in, held-out, train, val, test) trials and units.
 SYNTH_MAZE_SIZES: dict[str, tuple[int, int, int, int, int]] = {
     "small": (107, 35, 75, 25, 100),
@@ -152,12 +190,50 @@ SYNTH_SYSTEMS = (
                   f"synthetic {_LORENZ} (small size)"),
 )
 
+# Look-alikes of MC_RTT and DMFC_RSG (datasets/synthetic/rtt.py, rsg.py), same definitions.
+# Sizes (held-in, held-out units; train, val, test trials) are this suite's choice, near the real
+# sessions' orders of magnitude; the small sizes keep tests fast.
+SYNTH_RTT_SIZES: dict[str, tuple[int, int, int, int, int]] = {"small": (40, 12, 120, 40, 40),
+                                                              "medium": (98, 32, 810, 270, 272)}
+SYNTH_RSG_SIZES: dict[str, tuple[int, int, int, int, int]] = {"small": (30, 10, 160, 60, 40),
+                                                              "medium": (40, 14, 700, 300, 200)}
+
+
+def _synth_rtt(size: str) -> DatasetSpec:
+    heldin, heldout, n_train, n_val, n_test = SYNTH_RTT_SIZES[size]
+    name = "synth_rtt" if size == "medium" else f"synth_rtt_{size}"
+    return DatasetSpec(
+        name=name, source="synthetic", folder=f"synthetic/{name}",
+        description=f"synthetic MC_RTT ({size} size): continuous random-target reaching, finger velocity",
+        train=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-train_behavior+ecephys.nwb"),
+        test=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-test_ecephys.nwb"),
+        align_field="start_time", window_ms=(0, 600), behavior_field="finger_vel", behavior_lag_ms=140,
+        allow_overlap=True, eval_allow_overlap=True,
+        expected=ExpectedCounts(heldin, heldout, n_train, n_val, n_train + n_val, n_test),
+        generator="rtt", generator_args=(("size", size), ("seed", 0)),
+    )
+
+
+def _synth_rsg(size: str) -> DatasetSpec:
+    heldin, heldout, n_train, n_val, n_test = SYNTH_RSG_SIZES[size]
+    name = "synth_rsg" if size == "medium" else f"synth_rsg_{size}"
+    return _rsg(
+        name=name, source="synthetic", folder=f"synthetic/{name}",
+        description=f"synthetic DMFC_RSG ({size} size): produced interval set by a latent ramp's speed",
+        train=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-train_ecephys.nwb"),
+        test=Asset(f"sub-Synth/sub-Synth_ses-{size}_desc-test_ecephys.nwb"),
+        expected=ExpectedCounts(heldin, heldout, n_train, n_val, n_train + n_val, n_test),
+        generator="rsg", generator_args=(("size", size), ("seed", 0)),
+    )
+
+
 BUILTIN: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        MC_MAZE, MC_MAZE_LARGE, MC_MAZE_MEDIUM, MC_MAZE_SMALL, AREA2_BUMP,
+        MC_MAZE, MC_MAZE_LARGE, MC_MAZE_MEDIUM, MC_MAZE_SMALL, AREA2_BUMP, MC_RTT, DMFC_RSG,
         _synth_maze("medium"), _synth_maze("small"), _synth_maze("large"), _synth_maze("full"),
         SYNTH_AREA2, *SYNTH_SYSTEMS,
+        _synth_rtt("medium"), _synth_rtt("small"), _synth_rsg("medium"), _synth_rsg("small"),
     )
 }
 
