@@ -34,8 +34,11 @@ from ...data.nwb_write import write_nlb_nwb
 from ...data.paths import TRUTH_FILE, DatasetFiles, data_dir, dataset_files
 from ...data.truth import write_truth
 from . import area2, chaotic_rnn, lorenz, maze
-from . import rsg, rtt
 from .common import GeneratedDataset, SyntheticDataError, generator_counts
+from .rsg import VERSION as RSG_VERSION
+from .rsg import generate_rsg
+from .rtt import VERSION as RTT_VERSION
+from .rtt import generate_rtt
 
 GENERATORS: dict[str, Callable[[DatasetSpec, int], GeneratedDataset]] = {
     "maze": maze.generate_maze,
@@ -43,8 +46,8 @@ GENERATORS: dict[str, Callable[[DatasetSpec, int], GeneratedDataset]] = {
     "chaotic_rnn": chaotic_rnn.generate_chaotic_rnn,
     "chaotic_rnn_inputs": chaotic_rnn.generate_chaotic_rnn_inputs,
     "lorenz": lorenz.generate_lorenz,
-    "rtt": rtt.generate_rtt,
-    "rsg": rsg.generate_rsg,
+    "rtt": generate_rtt,
+    "rsg": generate_rsg,
 }
 # Each generator module's VERSION: a dataset made by another version of its generator is
 # regenerated (with its own settings) when it is next used. A generator's version rises whenever
@@ -55,8 +58,8 @@ GENERATOR_VERSIONS: dict[str, int] = {
     "chaotic_rnn": chaotic_rnn.VERSION,
     "chaotic_rnn_inputs": chaotic_rnn.VERSION,
     "lorenz": lorenz.VERSION,
-    "rtt": rtt.VERSION,
-    "rsg": rsg.VERSION,
+    "rtt": RTT_VERSION,
+    "rsg": RSG_VERSION,
 }
 _GENERATOR_ARGS = {"maze": {"size", "seed"}, "area2": {"seed"}, "chaotic_rnn": {"size", "seed"},
                    "chaotic_rnn_inputs": {"size", "seed"}, "lorenz": {"size", "seed"}}
