@@ -7,7 +7,9 @@ the largest process) and the ratios. nlb_tools runs in its pinned Python 3.10 en
 (../shared/tools/nlb_tools_env.sh); at the full size it needs more than 24 GB and is killed, so
 it runs there only with --nlb-full.
 
-    .venv/bin/python benchmarks/bench_tensors.py [--data-dir DIR] [--sizes large full] [--nlb-full]
+    .venv/bin/python benchmarks/bench_tensors.py [--data-dir DIR] [--sizes large full rtt rsg] [--nlb-full]
+
+`rtt` and `rsg` are synth_rtt and synth_rsg (MC_RTT's and DMFC_RSG's tensor definitions).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 NLB_ENV_SCRIPT = REPO.parent / "shared" / "tools" / "nlb_tools_env.sh"
 REFERENCE_SCRIPT = REPO / "tests" / "oracle" / "nlb_reference.py"
 # The real dataset whose nlb_tools settings each synthetic size mimics.
-SIZES = {"large": ("synth_maze_large", "mc_maze_large"), "full": ("synth_maze_full", "mc_maze")}
+SIZES = {"large": ("synth_maze_large", "mc_maze_large"), "full": ("synth_maze_full", "mc_maze"),
+         # The MC_RTT and DMFC_RSG shapes (overlapping continuous windows; set..go segments, jitter).
+         "rtt": ("synth_rtt", "mc_rtt"), "rsg": ("synth_rsg", "dmfc_rsg")}
 
 OURS = """
 import sys
@@ -74,7 +78,7 @@ def compare(spec: "DatasetSpec", root: Path, reference: Path) -> str:
             "train_spikes_heldout_forward", "eval_spikes_heldin", "train_behavior")}
         pairs.update({f"target {name}": (getattr(targets, name), theirs[f"target_{name}"]) for name in (
             "eval_spikes_heldout", "eval_spikes_heldin_forward", "eval_spikes_heldout_forward", "eval_behavior",
-            "psth")})
+            "psth") if f"target_{name}" in theirs})  # mc_rtt has no PSTH
     worst = {name: float(np.nanmax(np.abs(ours.astype(float) - ref.astype(float)))) if ours.shape == ref.shape
              and np.array_equal(np.isnan(ours), np.isnan(ref)) else float("inf") for name, (ours, ref) in pairs.items()}
     exact = all(worst[name] == 0 for name in worst if "spikes" in name)
@@ -90,7 +94,7 @@ def nlb_python() -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "nlb_suite_bench")
-    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["large", "full"])
     parser.add_argument("--nlb-full", action="store_true", help="also run nlb_tools at the full size")
     args = parser.parse_args()
 

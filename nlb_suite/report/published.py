@@ -1,9 +1,10 @@
 """Published NLB'21 results, shown beside the suite's own runs and labelled as not run here.
 
 These are data copied from the sources named in each row (collected in the project's reference
-notes, `nlb_reference.md`: the 'Reference numbers' table and the test-phase leaderboard). Metric
-names follow nlb_tools' `evaluate()` ("co-bps", "vel R2", "psth R2", "fp-bps"); a metric a source
-does not report is simply absent.
+notes, `nlb_reference.md`: the 'Reference numbers' table and the test-phase leaderboard, and
+`published_results.md`: every row of Le & Shlizerman 2022's test-phase tables and the secondary
+co-bps figures). Metric names follow nlb_tools' `evaluate()` ("co-bps", "vel R2", "psth R2",
+"fp-bps", "tp corr"); a metric a source does not report is simply absent.
 """
 
 from __future__ import annotations
