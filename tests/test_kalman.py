@@ -17,7 +17,6 @@ from nlb_suite.report.analysis import KalmanVelocityDecoder, kalman_decoded
 from nlb_suite.scoring.metrics import bits_per_spike
 
 
-
 def _random_ssm(rng, k=3, p=5, diagonal_noise=False) -> LinearGaussianSSM:
     rotation = np.linalg.qr(rng.normal(size=(k, k)))[0]
     q_root = rng.normal(scale=0.3, size=(k, k))
