@@ -10,18 +10,19 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hostile import TINY_COUNTS, Tiny, UserDataset, check_tree, make_tiny, run_cli, snapshot, user_dataset
 
+from nlb_suite.core import writable
 from nlb_suite.core.paths import UnsafePathError
 from nlb_suite.core.spec import DatasetSpec
+from nlb_suite.core.writable import OutputLocationError, check_file, check_folder
 from nlb_suite.datasets import BUILTIN, get_spec
 from nlb_suite.datasets.synthetic import dataset_folder, generate
 from nlb_suite.models.lfads import LFADS
 from nlb_suite.models.smoothing import SmoothingModel
-from nlb_suite.outputs import writable
 from nlb_suite.outputs.artifacts import latents_path
-from nlb_suite.outputs.writable import OutputLocationError, check_file, check_folder
 from nlb_suite.pipeline.eval import checkpoint_folder, submission_path
 
 
@@ -189,3 +190,81 @@ def test_a_folder_without_write_permission_is_named(tmp_path: Path, monkeypatch:
     assert check_file(locked / "store.jsonl", "the results store", append=True) == locked / "store.jsonl"
     with pytest.raises(OutputLocationError, match=f"cannot use {locked} as the folder of the submission"):
         check_file(locked / "store.jsonl", "the submission")
+
+
+# --- a file where a folder must go, for the other commands that write ---------------------------
+
+def test_synth_into_a_data_directory_that_is_a_file(tiny_builtin: DatasetSpec, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    data.write_text("not a folder")
+    before = snapshot(tmp_path)
+    for argv in (["synth", "synth_maze", "--data-dir", data],
+                 ["eval", "--model", "smoothing", "--dataset", "synth_maze", "--data-dir", data,
+                  "--results", tmp_path / "r.jsonl", "-o", tmp_path / "subs"]):
+        result = run_cli(capsys, *argv)
+        assert result.code == 2
+        assert (f"cannot use {data}/synthetic/synth_maze as the folder of dataset 'synth_maze' (under --data-dir / "
+                f"$NLB_SUITE_DATA): {data} is a file") in result.err
+    assert check_tree(before, tmp_path) == []
+
+
+def test_fetch_into_a_data_directory_that_is_a_file_asks_the_archive_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from dandi_server import DandiTestServer
+    from test_fetch import SPEC, _served
+
+    monkeypatch.setenv("DANDI_NO_ET", "1")
+    monkeypatch.setitem(BUILTIN, "mc_maze_small", SPEC)
+    data = tmp_path / "data"
+    data.write_text("not a folder")
+    before = snapshot(tmp_path)
+    with DandiTestServer(_served(SPEC)) as server:
+        result = run_cli(capsys, "fetch", "mc_maze_small", "--data-dir", data, "--dandi-api-url", server.api_url)
+        assert server.requests == []
+    assert result.code == 2
+    assert f"cannot use {data}/000140/sub-Jenkins as the folder of a downloaded file" in result.err
+    assert f"{data} is a file" in result.err
+    assert check_tree(before, tmp_path) == []
+
+
+def test_report_into_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "reports").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    for out in ("reports", "reports/html"):
+        result = run_cli(capsys, "report", "--html", "-o", out, "--results", tmp_path / "r.jsonl")
+        assert result.code == 2
+        assert f"nlb-suite report: error: cannot use {out} as the report folder: " in result.err
+    assert check_tree(before, tmp_path) == []
+
+
+@pytest.fixture
+def trial_arrays(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "arrays.npz"
+    np.savez_compressed(path, spikes=rng.poisson(0.02, (40, 8, 900)), conditions=np.arange(40) % 4)
+    return path
+
+
+@pytest.mark.parametrize("cut", [100, 1000, -10])
+def test_import_trials_from_a_damaged_npz(trial_arrays: Path, tmp_path: Path, cut: int,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    trial_arrays.write_bytes(trial_arrays.read_bytes()[:cut])
+    before = snapshot(tmp_path)
+    result = run_cli(capsys, "import-trials", trial_arrays, "--name", "mine", "--out", tmp_path / "out",
+                     "--window", "100", "800")
+    assert result.code == 2
+    assert f"nlb-suite import-trials: error: {trial_arrays}: not a readable .npz file (" in result.err
+    assert check_tree(before, tmp_path) == []
+
+
+def test_import_trials_into_a_file(trial_arrays: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    before = snapshot(tmp_path)
+    result = run_cli(capsys, "import-trials", trial_arrays, "--name", "mine", "--out", out, "--window", "100", "800")
+    assert result.code == 2
+    assert f"cannot use {out} as the output folder: it is a file" in result.err
+    assert check_tree(before, tmp_path) == []

@@ -47,7 +47,7 @@ from ..core.arrays import Phase, Rates
 from ..core.atomic import atomic_path
 from ..core.errors import NlbSuiteError
 from ..core.spec import DatasetSpec
-from .writable import check_file
+from ..core.writable import check_file
 
 REQUIRED_ARRAYS = ("train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout")
 FORWARD_ARRAYS = ("eval_rates_heldin_forward", "eval_rates_heldout_forward")

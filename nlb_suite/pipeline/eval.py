@@ -16,6 +16,7 @@ from typing import Any
 from ..core.arrays import Phase, Tensors, check_phase
 from ..core.paths import inside
 from ..core.spec import DatasetSpec, spec_to_dict
+from ..core.writable import check_file, check_folder
 from ..data.paths import DatasetFiles, require_files
 from ..datasets import BUILTIN, get_spec
 from ..models.base import (
@@ -33,7 +34,6 @@ from ..outputs import locations
 from ..outputs.artifacts import latents_path, write_artifacts
 from ..outputs.results import RunRecord, append_record, hyperparameter_hash, results_path
 from ..outputs.submission import check_writable, write_submission
-from ..outputs.writable import check_file, check_folder
 from ..scoring import Scores, score
 from ..tensors import make_targets, make_tensors, make_true_rates
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core.errors import NlbSuiteError
+from .errors import NlbSuiteError
 
 
 class OutputLocationError(NlbSuiteError):
