@@ -139,3 +139,20 @@ def test_a_valid_spec_still_runs(tiny: Tiny, tmp_path: Path, monkeypatch: pytest
     result = run_cli(capsys, "targets", toml, "--bin", "10")
     assert result.code == 0
     assert "4 eval trials x 70 bins x 3 held-out units" in result.out
+
+
+@pytest.mark.parametrize("command", ["targets", "eval"])
+def test_a_bin_size_the_spec_does_not_list_says_how_to_add_it(tiny: Tiny, tmp_path: Path, command: str,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    argv = [user.toml, "--bin", "7"] if command == "targets" else ["--model", "smoothing", "--dataset", user.toml,
+                                                                   "--bin", "7", "--results", tmp_path / "r.jsonl"]
+    result = run_cli(capsys, command, *argv)
+    assert result.code == 2
+    assert ("dataset 'hostile' supports bin sizes [5, 20] ms, not 7 ms; choose one of them with --bin, or add 7 to "
+            "bin_sizes in the dataset's TOML file (it must divide the 700 ms window and the 200 ms forward "
+            "window)") in result.err
+    assert check_tree(before, tmp_path) == []
