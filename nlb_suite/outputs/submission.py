@@ -227,6 +227,8 @@ def _kept_groups(path: Path, groups: Collection[str]) -> SubmissionArrays:
 
 
 def _open(path: Path) -> h5py.File:
+    if path.is_dir():
+        raise SubmissionError(str(path), [Problem("is a folder, not a submission file")])
     if not path.is_file():
         raise SubmissionError(str(path), [Problem("file not found")])
     try:
