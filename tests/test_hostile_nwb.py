@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 from hostile import (
+    TINY_COUNTS,
     Tiny,
     UserDataset,
     check_tree,
@@ -137,6 +138,16 @@ def duplicated_unit_id(user: UserDataset) -> None:
     rewrite(user.train, "units/id", ids)
 
 
+def every_unit_heldout(user: UserDataset) -> None:
+    _, heldout = _units(user.train)
+    rewrite(user.train, "units/heldout", np.ones_like(heldout))
+
+
+def no_unit_heldout(user: UserDataset) -> None:
+    _, heldout = _units(user.train)
+    rewrite(user.train, "units/heldout", np.zeros_like(heldout))
+
+
 def split_not_text(user: UserDataset) -> None:
     rewrite(user.train, "intervals/trials/split", np.array([b"\xff\xfe"] * len(_trials(user.train, "split"))))
 
@@ -162,6 +173,9 @@ REFUSED: list[tuple[Callable[[UserDataset], None], str]] = [
     (column_too_short, "trials column 'go_cue_time' has 12 values for 14 trials"),
     (duplicated_unit_id, "units table has duplicated unit ids [{unit[0]}]"),
     (split_not_text, "trials column 'split' holds text that is not UTF-8"),
+    (every_unit_heldout, "units column 'heldout' marks every unit of 9 as held out; the train file needs both "
+                         "held-in units (False) and held-out units (True"),
+    (no_unit_heldout, "units column 'heldout' marks no unit of 9 as held out"),
 ]
 
 
@@ -340,3 +354,20 @@ def test_targets_into_a_folder_is_a_clear_error(tiny: Tiny, tmp_path: Path,
     assert result.code == 2
     assert f"nlb-suite targets: error: cannot write {folder}: Is a directory" in result.err
     assert check_tree(before, tmp_path) == []
+
+
+def test_trials_of_an_unknown_split_are_named_and_left_out(tiny: Tiny, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from nlb_suite.tensors import make_tensors
+
+    user = user_dataset(tiny, tmp_path / "user")
+    split = _trials(user.train, "split")
+    ids = _trials(user.train, "id")
+    rows = np.flatnonzero(split == b"train")[:2]
+    split[rows] = [b"TRAIN", b"validation"]
+    rewrite(user.train, "intervals/trials/split", split.astype(object))
+    with caplog.at_level(logging.WARNING):
+        tensors = make_tensors(user.spec, "val", 5)
+    assert (f"{user.train}: trial(s) {ids[rows].tolist()} have split value(s) ['TRAIN', 'validation'], not one of "
+            "['train', 'val', 'test', 'none']; they belong to no split and are left out") in caplog.text
+    assert tensors.train_spikes_heldin.shape[0] == TINY_COUNTS.val_train_trials - 2

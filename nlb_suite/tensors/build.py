@@ -65,6 +65,12 @@ def _check_columns(spec: DatasetSpec, rec: Recording) -> None:
     missing = [column for column in named if column not in rec.trials.columns]
     if missing:
         raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing} named by dataset {spec.name!r}")
+    heldout = rec.units.heldout
+    if heldout.all() or not heldout.any():
+        raise NWBFormatError(
+            f"{rec.path}: units column 'heldout' marks {'every' if heldout.all() else 'no'} unit of "
+            f"{len(heldout)} as held out; the train file needs both held-in units (False) and held-out units "
+            "(True, the ones a model predicts from the others)")
     if spec.decode_mask_field is not None:
         values = rec.trials[spec.decode_mask_field]
         if not values.isin([0, 1]).all():
