@@ -30,6 +30,7 @@ from hostile import (
 from nlb_suite.cli import main
 from nlb_suite.data.nwb import NWBFormatError, read_recording
 from nlb_suite.scoring import read_targets
+from nlb_suite.tensors import make_targets
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,12 @@ def no_unit_heldout(user: UserDataset) -> None:
     rewrite(user.train, "units/heldout", np.zeros_like(heldout))
 
 
+def behavior_cut_short(user: UserDataset) -> None:
+    with h5py.File(user.train, "r") as f:
+        data = f["processing/behavior/hand_vel/data"][:1000]  # the first second: before any trial's window
+    rewrite(user.train, "processing/behavior/hand_vel/data", data)
+
+
 def split_not_text(user: UserDataset) -> None:
     rewrite(user.train, "intervals/trials/split", np.array([b"\xff\xfe"] * len(_trials(user.train, "split"))))
 
@@ -176,6 +183,8 @@ REFUSED: list[tuple[Callable[[UserDataset], None], str]] = [
     (every_unit_heldout, "units column 'heldout' marks every unit of 9 as held out; the train file needs both "
                          "held-in units (False) and held-out units (True"),
     (no_unit_heldout, "units column 'heldout' marks no unit of 9 as held out"),
+    (behavior_cut_short, "behaviour series 'hand_vel' has no values in any training window; vel R2 cannot be "
+                         "computed (set behavior_field = \"\" in the dataset's TOML to score without it)"),
 ]
 
 
@@ -316,6 +325,7 @@ def test_the_clean_copy_reads_without_a_warning(tiny: Tiny, tmp_path: Path, capl
     with caplog.at_level(logging.WARNING):
         read_recording(user.train)
         read_recording(user.test)
+        make_targets(user.spec, "val", 5)
     assert caplog.text == ""
 
 
@@ -371,3 +381,24 @@ def test_trials_of_an_unknown_split_are_named_and_left_out(tiny: Tiny, tmp_path:
     assert (f"{user.train}: trial(s) {ids[rows].tolist()} have split value(s) ['TRAIN', 'validation'], not one of "
             "['train', 'val', 'test', 'none']; they belong to no split and are left out") in caplog.text
     assert tensors.train_spikes_heldin.shape[0] == TINY_COUNTS.val_train_trials - 2
+
+
+def test_bins_without_behaviour_are_named_by_trial(tiny: Tiny, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    clean = make_targets(user.spec, "val", 5)
+    start = _trials(user.train, "start_time")
+    split, ids = _trials(user.train, "split"), _trials(user.train, "id")
+    val = int(np.flatnonzero(split == b"val")[0])  # blank the behaviour of one whole val trial
+    with h5py.File(user.train, "r+") as f:
+        data = f["processing/behavior/hand_vel/data"]
+        first, last = int(start[val] * 1000), int(start[val + 1] * 1000) if val + 1 < len(start) else len(data)
+        values = data[()]
+        values[first:last] = np.nan
+        data[...] = values
+    with caplog.at_level(logging.WARNING):
+        altered = make_targets(user.spec, "val", 5)
+    assert (f"{user.train}: behaviour series 'hand_vel' is missing (NaN) in 140 of 560 bins of the evaluation "
+            f"windows, in trial(s) [{ids[val]}]; those bins are left out of the velocity decoding (vel R2)") in caplog.text
+    assert "training windows" not in caplog.text
+    assert altered.eval_behavior is not None and clean.eval_behavior is not None
+    np.testing.assert_array_equal(altered.eval_spikes_heldout, clean.eval_spikes_heldout)

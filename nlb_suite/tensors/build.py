@@ -8,6 +8,7 @@ held-out spikes only the benchmark's public ground-truth file holds.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from ..data.truth import Part, Values, read_windows
 from .behavior import decimated_behavior
 from .grid import Windows, gather_windows, ordered_units, seconds_to_ns, spike_tensors, window_start_bins
 from .psth import condition_psth
+
+log = logging.getLogger(__name__)
 
 
 class TensorError(NlbSuiteError):
@@ -121,6 +124,24 @@ def _behavior(spec: DatasetSpec, rec: Recording, align_ns: np.ndarray, bin_ms: i
     return gather_windows(values, starts, spec.n_bins(bin_ms))
 
 
+def _check_behavior(spec: DatasetSpec, rec: Recording, which: str, trials: pd.DataFrame,
+                    values: np.ndarray | None) -> None:
+    """The velocity decoder leaves out bins without behaviour: say which trials lose bins, and
+    refuse windows that hold none at all (the decoder would have nothing to fit or score)."""
+    if values is None:
+        return
+    missing = np.isnan(values).any(axis=2)
+    if missing.all():
+        raise NWBFormatError(f"{rec.path}: behaviour series {spec.behavior_field!r} has no values in any "
+                             f"{which} window; vel R2 cannot be computed (set behavior_field = \"\" in the "
+                             "dataset's TOML to score without it)")
+    if missing.any():
+        ids = trials["trial_id"].to_numpy()[missing.any(axis=1)]
+        log.warning("%s: behaviour series %r is missing (NaN) in %d of %d bins of the %s windows, in trial(s) "
+                    "%s; those bins are left out of the velocity decoding (vel R2)", rec.path, spec.behavior_field,
+                    int(missing.sum()), missing.size, which, ids[:20].tolist() + (["..."] if len(ids) > 20 else []))
+
+
 def _windows(spec: DatasetSpec, align_ns: np.ndarray, bin_ms: int, forward: bool) -> dict[str, Windows]:
     start, stop = spec.window_ms
     windows = {"main": Windows(window_start_bins(align_ns, start, bin_ms), spec.n_bins(bin_ms))}
@@ -182,6 +203,9 @@ def make_targets(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path 
         eval_behavior=_behavior(spec, rec, eval_align, bin_ms),
         train_decode_mask=_decode_mask(spec, chosen.train), eval_decode_mask=_decode_mask(spec, chosen.eval),
     )
+    for which, trials, values in (("training", chosen.train, targets.train_behavior),
+                                  ("evaluation", chosen.eval, targets.eval_behavior)):
+        _check_behavior(spec, rec, which, trials, values)
     if include_psth and spec.psth_conditions:
         considered = rec.trials["split"].isin(("train", "val")).to_numpy()
         trials = rec.trials[considered]
