@@ -402,3 +402,14 @@ def test_bins_without_behaviour_are_named_by_trial(tiny: Tiny, tmp_path: Path, c
     assert "training windows" not in caplog.text
     assert altered.eval_behavior is not None and clean.eval_behavior is not None
     np.testing.assert_array_equal(altered.eval_spikes_heldout, clean.eval_spikes_heldout)
+
+
+def test_trials_without_a_psth_condition_are_named(tiny: Tiny, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    conditions, ids = _trials(user.train, "trial_type").astype(float), _trials(user.train, "id")
+    conditions[[2, 5]] = np.nan
+    rewrite(user.train, "intervals/trials/trial_type", conditions)
+    with caplog.at_level(logging.WARNING):
+        make_targets(user.spec, "val", 5)
+    assert (f"{user.train}: trial(s) {ids[[2, 5]].tolist()} have no value (NaN) in PSTH condition column(s) "
+            "['trial_type', 'trial_version']; they are left out of the PSTHs (psth R2)") in caplog.text
