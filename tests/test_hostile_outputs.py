@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +269,34 @@ def test_import_trials_into_a_file(trial_arrays: Path, tmp_path: Path, capsys: p
     assert result.code == 2
     assert f"cannot use {out} as the output folder: it is a file" in result.err
     assert check_tree(before, tmp_path) == []
+
+
+def _crash(path: Path) -> dict[str, object]:
+    os.kill(os.getpid(), signal.SIGSEGV)  # what scipy's compiled MATLAB reader does on some damaged files
+    return {}
+
+
+def test_import_trials_survives_a_matlab_reader_that_crashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from nlb_suite.datasets import trial_arrays
+
+    source = tmp_path / "damaged.mat"
+    source.write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
+    monkeypatch.setattr(trial_arrays, "_loadmat", _crash)  # the child process is forked: it sees this
+    before = snapshot(tmp_path)
+    result = run_cli(capsys, "import-trials", source, "--name", "mine", "--out", tmp_path / "out",
+                     "--window", "100", "800")
+    assert result.code == 2
+    assert (f"nlb-suite import-trials: error: {source}: not a readable MATLAB file (scipy's MATLAB reader crashed "
+            "on it); the file is damaged: export it again") in result.err
+    assert check_tree(before, tmp_path) == []
+
+
+def test_import_trials_reports_the_readers_own_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "short.mat"
+    source.write_bytes(b"MATLAB 5.0 MAT-file")
+    result = run_cli(capsys, "import-trials", source, "--name", "mine", "--out", tmp_path / "out",
+                     "--window", "100", "800")
+    assert result.code == 2
+    assert f"nlb-suite import-trials: error: {source}: not a readable MATLAB file (" in result.err
+    assert "crashed" not in result.err
