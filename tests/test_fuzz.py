@@ -1,6 +1,6 @@
-"""Fuzzing: bytes flipped and files cut at random offsets in a small NWB train file and a small
-submission. Every case ends in a clear error naming the file (exit 2, or 1 for `validate`) or in
-a valid result, never in a traceback. The offsets are drawn from a fixed seed, a third anywhere
+"""Fuzzing: bytes flipped and files cut at random offsets in a small NWB train file, a small
+submission and a small eval-target file. Every case ends in a clear error naming the file (exit
+2, or 1 for `validate`) or in a valid result, never in a traceback. The offsets are drawn from a fixed seed, a third anywhere
 in the file, a third in the raw bytes of the units and trials columns, a third in the bytes that
 hold no dataset's values (HDF5's own structures), so each case can be replayed by its id."""
 
@@ -21,6 +21,7 @@ from nlb_suite.tensors import make_targets
 
 N_NWB_CASES = 60
 N_SUBMISSION_CASES = 60
+N_TARGETS_CASES = 30
 GROUP = "hostile"
 
 
@@ -47,6 +48,7 @@ def _plan(seed: int, n: int) -> list[Mutation]:
 
 NWB_PLAN = _plan(13, N_NWB_CASES)
 SUBMISSION_PLAN = _plan(31, N_SUBMISSION_CASES)
+TARGETS_PLAN = _plan(47, N_TARGETS_CASES)
 
 
 def _extents(path: Path, prefixes: tuple[str, ...] | None) -> list[tuple[int, int]]:
@@ -162,3 +164,21 @@ def test_a_damaged_submission_gives_a_clear_error_or_a_score(clean: tuple[UserDa
         assert scored.code in (0, 2)  # score accepts what only validate flags (all-zero arrays)
         if scored.code == 2:
             assert scored.err.startswith(f"nlb-suite score: error: {damaged}: "), scored.err
+
+
+@pytest.mark.parametrize("mutation", TARGETS_PLAN, ids=[m.label() for m in TARGETS_PLAN])
+def test_damaged_eval_targets_give_a_clear_error_or_a_score(clean: tuple[UserDataset, Path, Path], tmp_path: Path,
+                                                            mutation: Mutation,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, submission = clean
+    damaged = tmp_path / "targets.h5"
+    _mutate(submission.parent / "targets.h5", damaged, mutation)
+
+    scored = run_cli(capsys, "score", submission, "--targets", damaged, "--json")
+
+    assert scored.code in (0, 2), scored.err
+    if scored.code == 0:
+        assert "co-bps" in scored.out
+    else:
+        assert scored.err.startswith("nlb-suite score: error: "), scored.err
+        assert str(damaged) in scored.err or str(submission) in scored.err, scored.err

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 from hostile import (
+    TINY_COUNTS,
     Tiny,
     UserDataset,
     check_tree,
@@ -29,6 +30,7 @@ from hostile import (
 from nlb_suite.cli import main
 from nlb_suite.data.nwb import NWBFormatError, read_recording
 from nlb_suite.scoring import read_targets
+from nlb_suite.tensors import make_targets
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +139,22 @@ def duplicated_unit_id(user: UserDataset) -> None:
     rewrite(user.train, "units/id", ids)
 
 
+def every_unit_heldout(user: UserDataset) -> None:
+    _, heldout = _units(user.train)
+    rewrite(user.train, "units/heldout", np.ones_like(heldout))
+
+
+def no_unit_heldout(user: UserDataset) -> None:
+    _, heldout = _units(user.train)
+    rewrite(user.train, "units/heldout", np.zeros_like(heldout))
+
+
+def behavior_cut_short(user: UserDataset) -> None:
+    with h5py.File(user.train, "r") as f:
+        data = f["processing/behavior/hand_vel/data"][:1000]  # the first second: before any trial's window
+    rewrite(user.train, "processing/behavior/hand_vel/data", data)
+
+
 def split_not_text(user: UserDataset) -> None:
     rewrite(user.train, "intervals/trials/split", np.array([b"\xff\xfe"] * len(_trials(user.train, "split"))))
 
@@ -162,6 +180,10 @@ REFUSED: list[tuple[Callable[[UserDataset], None], str]] = [
     (column_too_short, "trials column 'go_cue_time' has 12 values for 14 trials"),
     (duplicated_unit_id, "units table has duplicated unit ids [{unit[0]}]"),
     (split_not_text, "trials column 'split' holds text that is not UTF-8"),
+    (every_unit_heldout, "units column 'heldout' marks every unit of 9 as held out; the train file needs both "
+                         "held-in units (False) and held-out units (True"),
+    (no_unit_heldout, "units column 'heldout' marks no unit of 9 as held out"),
+    (behavior_cut_short, "behaviour series 'hand_vel' (0.000 to 0.999 s) does not cover the windows of trial(s)"),
 ]
 
 
@@ -302,6 +324,7 @@ def test_the_clean_copy_reads_without_a_warning(tiny: Tiny, tmp_path: Path, capl
     with caplog.at_level(logging.WARNING):
         read_recording(user.train)
         read_recording(user.test)
+        make_targets(user.spec, "val", 5)
     assert caplog.text == ""
 
 
@@ -340,3 +363,52 @@ def test_targets_into_a_folder_is_a_clear_error(tiny: Tiny, tmp_path: Path,
     assert result.code == 2
     assert f"nlb-suite targets: error: cannot write {folder}: Is a directory" in result.err
     assert check_tree(before, tmp_path) == []
+
+
+def test_trials_of_an_unknown_split_are_named_and_left_out(tiny: Tiny, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from nlb_suite.tensors import make_tensors
+
+    user = user_dataset(tiny, tmp_path / "user")
+    split = _trials(user.train, "split")
+    ids = _trials(user.train, "id")
+    rows = np.flatnonzero(split == b"train")[:2]
+    split[rows] = [b"TRAIN", b"validation"]
+    rewrite(user.train, "intervals/trials/split", split.astype(object))
+    with caplog.at_level(logging.WARNING):
+        tensors = make_tensors(user.spec, "val", 5)
+    assert (f"{user.train}: trial(s) {ids[rows].tolist()} have split value(s) ['TRAIN', 'validation'], not one of "
+            "['train', 'val', 'test', 'none']; they belong to no split and are left out") in caplog.text
+    assert tensors.train_spikes_heldin.shape[0] == TINY_COUNTS.val_train_trials - 2
+
+
+def test_bins_without_behaviour_are_named_by_trial(tiny: Tiny, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    clean = make_targets(user.spec, "val", 5)
+    start = _trials(user.train, "start_time")
+    split, ids = _trials(user.train, "split"), _trials(user.train, "id")
+    val = int(np.flatnonzero(split == b"val")[0])  # blank the behaviour of one whole val trial
+    with h5py.File(user.train, "r+") as f:
+        data = f["processing/behavior/hand_vel/data"]
+        first, last = int(start[val] * 1000), int(start[val + 1] * 1000) if val + 1 < len(start) else len(data)
+        values = data[()]
+        values[first:last] = np.nan
+        data[...] = values
+    with caplog.at_level(logging.WARNING):
+        altered = make_targets(user.spec, "val", 5)
+    assert (f"{user.train}: behaviour series 'hand_vel' is missing (NaN) in 140 of 560 bins of the evaluation "
+            f"windows, in trial(s) [{ids[val]}]; those bins are left out of the velocity decoding (vel R2)") in caplog.text
+    assert "training windows" not in caplog.text
+    assert altered.eval_behavior is not None and clean.eval_behavior is not None
+    np.testing.assert_array_equal(altered.eval_spikes_heldout, clean.eval_spikes_heldout)
+
+
+def test_trials_without_a_psth_condition_are_named(tiny: Tiny, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    conditions, ids = _trials(user.train, "trial_type").astype(float), _trials(user.train, "id")
+    conditions[[2, 5]] = np.nan
+    rewrite(user.train, "intervals/trials/trial_type", conditions)
+    with caplog.at_level(logging.WARNING):
+        make_targets(user.spec, "val", 5)
+    assert (f"{user.train}: trial(s) {ids[[2, 5]].tolist()} have no value (NaN) in PSTH condition column(s) "
+            "['trial_type', 'trial_version']; they are left out of the PSTHs (psth R2)") in caplog.text

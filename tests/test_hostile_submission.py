@@ -200,3 +200,19 @@ def test_the_good_submission_is_valid_and_scored(files: Files, capsys: pytest.Ca
     scored = run_cli(capsys, "score", files.good, "--targets", files.targets, "--json")
     assert validated.code == 0 and f"{files.good}: valid for the val phase ({GROUP})" in validated.out
     assert scored.code == 0 and "co-bps" in scored.out
+
+
+def test_the_validators_help_says_what_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "validate", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Only plain HDF5 datasets of a numeric dtype, stored in the file itself, count" in text
+    assert "External links, soft links (dangling or not), virtual datasets" in text
+
+
+def test_a_folder_given_as_the_submission_is_named_as_one(files: Files, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    validated = run_cli(capsys, "validate", tmp_path, "--dataset", files.toml)
+    scored = run_cli(capsys, "score", tmp_path, "--targets", files.targets)
+    assert validated.code == 1 and f"{tmp_path}: is a folder, not a submission file" in validated.out
+    assert scored.code == 2 and "is a folder, not a submission file" in scored.err

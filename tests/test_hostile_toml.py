@@ -139,3 +139,49 @@ def test_a_valid_spec_still_runs(tiny: Tiny, tmp_path: Path, monkeypatch: pytest
     result = run_cli(capsys, "targets", toml, "--bin", "10")
     assert result.code == 0
     assert "4 eval trials x 70 bins x 3 held-out units" in result.out
+
+
+@pytest.mark.parametrize("command", ["targets", "eval"])
+def test_a_bin_size_the_spec_does_not_list_says_how_to_add_it(tiny: Tiny, tmp_path: Path, command: str,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    argv = [user.toml, "--bin", "7"] if command == "targets" else ["--model", "smoothing", "--dataset", user.toml,
+                                                                   "--bin", "7", "--results", tmp_path / "r.jsonl"]
+    result = run_cli(capsys, command, *argv)
+    assert result.code == 2
+    assert ("dataset 'hostile' supports bin sizes [5, 20] ms, not 7 ms; choose one of them with --bin, or add 7 to "
+            "bin_sizes in the dataset's TOML file (it must divide the 700 ms window and the 200 ms forward "
+            "window)") in result.err
+    assert check_tree(before, tmp_path) == []
+
+
+@pytest.mark.parametrize("pin", ["size", "sha256"])
+def test_a_pinned_size_or_sha256_is_checked(tiny: Tiny, tmp_path: Path, pin: str, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    user = user_dataset(tiny, tmp_path / "user")
+    value = "5" if pin == "size" else '"' + "0" * 64 + '"'
+    toml = _with(user, f'train = {{path = "{user.train}", {pin} = {value}}}')
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+
+    result = run_cli(capsys, "eval", "--model", "smoothing", "--dataset", toml, "--results", tmp_path / "r.jsonl")
+
+    assert result.code == 2
+    found = f"{user.train.stat().st_size:,} bytes" if pin == "size" else "sha256 "
+    assert f"nlb-suite eval: error: {user.train}: {found}" in result.err
+    assert f"but the dataset's TOML declares {pin} = {value} (dataset 'hostile'): this is not the file" in result.err
+    assert check_tree(before, tmp_path) == []
+
+
+def test_the_right_pins_pass(tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    user = user_dataset(tiny, tmp_path / "user")
+    digest = hashlib.sha256(user.train.read_bytes()).hexdigest()
+    toml = _with(user, f'train = {{path = "{user.train}", size = {user.train.stat().st_size}, sha256 = "{digest}"}}')
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(capsys, "targets", toml).code == 0

@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..core.paths import inside
     from ..datasets.toml_spec import write_spec_toml
     from ..datasets.trial_arrays import read_trial_arrays, write_trial_arrays
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         behavior=arrays.behavior, behavior_name=args.behavior_name, behavior_columns=columns,
         behavior_unit=args.behavior_unit, behavior_lag_ms=args.behavior_lag_ms,
     )
-    toml_path = write_spec_toml(spec, args.out / f"{spec.name}.toml")
+    toml_path = write_spec_toml(spec, inside(args.out, f"{spec.name}.toml"))
     n_trials, _, n_ms = arrays.spikes.shape
     print(f"{n_trials} trials x {n_units} units x {n_ms} ms; held-out units {heldout.tolist()}"
           + (f"; behaviour {spec.behavior_field} ({arrays.behavior.shape[2]} channels)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.writable import check_folder
 from ..outputs.locations import REPORTS
 from ._common import add_out, add_results
 
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report.claims import claims_by_table, claims_markdown
     from ..report.tables import write_tables
 
+    check_folder(args.out, "the report folder")
     store = results_path(args.results)
     records = read_records(store)
     print(f"{store}: {len(records)} run(s)")

@@ -22,6 +22,12 @@ HELP = ("check a submission file: groups, array names, shapes, dtype, links, NaN
         "all-zero arrays")
 
 
+EPILOG = ("Only plain HDF5 datasets of a numeric dtype, stored in the file itself, count (file -> group -> "
+          "dataset). External links, soft links (dangling or not), virtual datasets, datasets whose bytes lie in "
+          "other files, nested groups and non-numeric datasets are reported as what they are and never followed. "
+          "Exit status: 0 valid, 1 problems found (each printed), 2 the check could not run.")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="submission HDF5 file")
     # Without --dataset every group is checked against the known dataset its name gives
@@ -29,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset(parser, several=True, default=None)
     add_phase(parser)
     add_bin(parser, default=None)
+    parser.epilog = EPILOG
 
 
 def _groups_by_name() -> dict[str, tuple[str, int]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,11 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     The temporary file exists, empty, when the block starts."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    _remove_orphans(path, suffix)
+    # The writer's process id in the name tells a later writer whether this temporary is an
+    # orphan (its writer was killed with SIGKILL, which no `except` sees). A lock would say so
+    # more directly, but HDF5 takes its own lock on the files it creates and the two collide.
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=suffix)
     os.close(handle)
     temporary = Path(name)
     try:
@@ -27,6 +33,35 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+# A writer keeps writing into its temporary; one untouched for this long, whose process is gone,
+# is an orphan even if its process id has been reused since (or belongs to another host).
+ORPHAN_AGE_S = 60.0
+
+
+def _remove_orphans(path: Path, suffix: str) -> None:
+    """Remove the temporaries of `path` that killed writers left behind."""
+    prefix = f".{path.name}."
+    for other in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        pid = other.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            if time.time() - other.stat().st_mtime >= ORPHAN_AGE_S:
+                other.unlink()
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _umask() -> int:

@@ -150,7 +150,10 @@ class DatasetSpec:
     def check_bin(self, bin_ms: int) -> None:
         if bin_ms not in self.bin_sizes:
             raise SpecError(
-                f"dataset {self.name!r} supports bin sizes {list(self.bin_sizes)} ms, not {bin_ms} ms"
+                f"dataset {self.name!r} supports bin sizes {list(self.bin_sizes)} ms, not {bin_ms} ms; "
+                + ("choose one of them with --bin" if self.source != "user" else
+                   f"choose one of them with --bin, or add {bin_ms} to bin_sizes in the dataset's TOML file "
+                   f"(it must divide the {self.window_len_ms} ms window and the {self.forward_ms} ms forward window)")
             )
 
     def with_paths(self, train: str | Path, test: str | Path) -> DatasetSpec:

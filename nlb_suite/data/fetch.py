@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..core.errors import NlbSuiteError
 from ..core.spec import Asset, DatasetSpec, Role
+from ..core.writable import check_folder
 from .paths import DatasetFiles, MissingDataError, asset_path, dataset_files
 
 if TYPE_CHECKING:
@@ -165,6 +166,8 @@ def fetch_files(statuses: Iterable[FileStatus], api_url: str | None = None, prog
     needed = [status for status in statuses if status.state != "valid"]
     if not needed:
         return
+    for status in needed:  # before the archive is asked anything
+        check_folder(status.path.parent, "the folder of a downloaded file (under --data-dir / $NLB_SUITE_DATA)")
     url = resolve_api_url(api_url)
     for status in needed:
         if status.state == "invalid":

@@ -83,6 +83,8 @@ class Recording:
 
 REQUIRED_UNIT_COLUMNS = ("spike_times", "spike_times_index", "id")
 REQUIRED_TRIAL_COLUMNS = ("start_time", "stop_time", "split")
+# The benchmark's split values ('none': a trial the benchmark leaves out, as in the DANDI files).
+SPLITS = ("train", "val", "test", "none")
 # Times are seconds from the session's start. NLB sessions last hours; a time beyond a day is a
 # damaged file or another unit, and refused before a 1 ms grid of that length is allocated.
 MAX_SESSION_S = 86_400.0
@@ -218,6 +220,11 @@ def _check_trial_rows(trials: pd.DataFrame, path: Path) -> None:
     if backwards.any():
         log.warning("%s: trial(s) %s stop before they start (stop_time < start_time)", path,
                     _listing(ids[backwards]))
+    unknown = ~trials["split"].isin(SPLITS).to_numpy()
+    if unknown.any():
+        values = sorted(set(trials["split"][unknown]))
+        log.warning("%s: trial(s) %s have split value(s) %s, not one of %s; they belong to no split and are "
+                    "left out", path, _listing(ids[unknown]), values, list(SPLITS))
 
 
 def _read_units(f: h5py.File, path: Path) -> Units:

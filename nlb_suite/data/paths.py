@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,10 @@ TRUTH_FILE = "truth.h5"
 
 class MissingDataError(NlbSuiteError, FileNotFoundError):
     """A dataset file is not where the suite expects it."""
+
+
+class DeclaredFileError(NlbSuiteError, ValueError):
+    """A user dataset's file is not the one its TOML declares (by `size` or `sha256`)."""
 
 
 def data_dir(override: str | Path | None = None) -> Path:
@@ -65,4 +71,33 @@ def require_files(spec: DatasetSpec, root: str | Path | None = None) -> DatasetF
         else:
             hint = "check the paths in the dataset's TOML file"
         raise MissingDataError(f"dataset {spec.name!r}: missing file(s):\n  {listing}\n{hint}")
+    if spec.source == "user":
+        # DANDI files are verified by `fetch`; a user's TOML may pin its files the same way, and
+        # a pinned value that nothing checked would be a promise silently broken.
+        for path, asset in ((files.train, spec.train), (files.test, spec.test)):
+            _check_declared(spec, path, asset)
     return files
+
+
+def _check_declared(spec: DatasetSpec, path: Path, asset: Asset) -> None:
+    if asset.size is None and asset.sha256 is None:
+        return
+    stat = path.stat()
+    found = None
+    if asset.size is not None and stat.st_size != asset.size:
+        found = f"{stat.st_size:,} bytes, but the dataset's TOML declares size = {asset.size}"
+    elif asset.sha256 is not None:
+        digest = _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if digest != asset.sha256:
+            found = f"sha256 {digest}, but the dataset's TOML declares sha256 = \"{asset.sha256}\""
+    if found:
+        raise DeclaredFileError(f"{path}: {found} (dataset {spec.name!r}): this is not the file the dataset "
+                                "describes; point the TOML at the right file, or update or remove the pinned value")
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The file's sha256, computed once per process for each (path, size, mtime): a run reads a
+    dataset's files several times (tensors, targets, true rates)."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()

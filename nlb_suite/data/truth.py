@@ -82,11 +82,19 @@ def read_windows(path: Path, part: Part, values: Values, rows: np.ndarray, start
         raise TruthFileError(f"{path}: the truth exists at multiples of {TRUTH_BIN_MS} ms only, not {bin_ms} ms")
     factor = bin_ms // TRUTH_BIN_MS
     ids_key = "unit_ids_all" if values.endswith("_all") else "unit_ids"
-    with h5py.File(path, "r") as f:
-        group = f[part]
-        table = group[values][()][rows]
-        first = group["first_bin"][()][rows]
-        stored_ids = group[ids_key][()]
+    try:
+        with h5py.File(path, "r") as f:
+            group = f[part]
+            table = np.asarray(group[values][()])[rows]
+            first = np.asarray(group["first_bin"][()])[rows]
+            stored_ids = np.asarray(group[ids_key][()])
+        if table.ndim != 3 or first.shape != (len(rows),) or stored_ids.ndim != 1:
+            raise ValueError(f"{part}/{values} has shape {table.shape}, {part}/first_bin {first.shape}")
+    except (OSError, KeyError, ValueError, IndexError, TypeError) as err:
+        # A damaged or foreign truth file would otherwise end a finished run in a traceback.
+        raise TruthFileError(
+            f"{path}: not a readable truth file ({err}); the synthetic dataset is damaged: regenerate it "
+            f"with `nlb-suite synth {path.parent.name} --overwrite`") from None
     offsets = np.asarray(starts) * factor - first
     index = offsets[:, None] + np.arange(n_bins * factor)[None, :]
     if len(index) and (index.min() < 0 or index.max() >= table.shape[1]):

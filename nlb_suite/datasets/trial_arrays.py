@@ -8,14 +8,22 @@ matrix, a condition label and optionally a ms x channels behaviour matrix, e.g. 
 
 from __future__ import annotations
 
+import multiprocessing
+import zipfile
+import zlib
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..core.errors import NlbSuiteError
+from ..core.paths import inside
 from ..core.spec import Asset, DatasetSpec, ExpectedCounts, check_name
+from ..core.writable import check_folder
 from ..data.nwb_write import (
     SPIKE_SAMPLE_RATE,
     BehaviorSeries,
@@ -52,22 +60,31 @@ def read_trial_arrays(path: Path, struct: str = "D", spikes_field: str = "data",
     if not path.is_file():
         raise TrialArraysError(f"trial arrays not found: {path}")
     if path.suffix == ".npz":
+        # A damaged .npz (a zip archive) fails on opening or only when an array is read, with
+        # the zip, zlib or format error of whichever step met the damage.
+        damaged = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
         try:
             saved = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
+        except damaged as err:
             raise TrialArraysError(f"{path}: not a readable .npz file ({err})") from None
         with saved:
             wanted = ["spikes", "conditions"] + ([behavior_field] if behavior_field else [])
             missing = [k for k in wanted if k not in saved]
             if missing:
                 raise TrialArraysError(f"{path}: lacks array(s) {missing}; it holds {sorted(saved.files)}")
-            return TrialArrays(saved["spikes"], saved["conditions"],
-                               saved[behavior_field] if behavior_field else None)
-    from scipy.io import loadmat
+            try:
+                return TrialArrays(saved["spikes"], saved["conditions"],
+                                   saved[behavior_field] if behavior_field else None)
+            except damaged as err:
+                raise TrialArraysError(f"{path}: not a readable .npz file ({err})") from None
+    from scipy.io.matlab import MatReadError
 
     try:
-        contents = loadmat(path, squeeze_me=True)
-    except (ValueError, OSError, NotImplementedError) as err:
+        contents = _read_mat(path)
+    except TrialArraysError:
+        raise
+    except (MatReadError, ValueError, OSError, NotImplementedError, EOFError, KeyError, IndexError, TypeError,
+            zlib.error) as err:
         raise TrialArraysError(f"{path}: not a readable MATLAB file ({err})") from None
     if struct not in contents:
         raise TrialArraysError(f"{path}: no variable {struct!r}; it holds "
@@ -87,6 +104,27 @@ def read_trial_arrays(path: Path, struct: str = "D", spikes_field: str = "data",
     except ValueError as err:
         raise TrialArraysError(f"{path}: trials of different shapes in {struct!r} ({err})") from None
     return TrialArrays(spikes, np.array([t[condition_field] for t in trials]), behavior)
+
+
+def _loadmat(path: Path) -> dict[str, Any]:
+    from scipy.io import loadmat
+
+    return loadmat(path, squeeze_me=True)
+
+
+def _read_mat(path: Path) -> dict[str, Any]:
+    """The MATLAB file's variables. scipy's compiled reader can crash the interpreter outright
+    (a segmentation fault, found by flipping 4 bytes of a struct array file) on some damaged
+    files, so it runs in a child process: such a file becomes an error that names it. Its own
+    exceptions come back from the child as they were raised."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return _loadmat(path)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        try:
+            return pool.submit(_loadmat, path).result()
+        except BrokenProcessPool:
+            raise TrialArraysError(f"{path}: not a readable MATLAB file (scipy's MATLAB reader crashed on it); "
+                                   "the file is damaged: export it again") from None
 
 
 _BIN_CANDIDATES_MS = (5, 20)
@@ -174,9 +212,9 @@ def write_trial_arrays(
     paths are absolute and whose PSTH condition is the trials column `condition`.
     """
     check_name(name)  # it becomes part of file names
-    out_dir = Path(out_dir).expanduser().resolve()
-    train_path = out_dir / f"{name}_train.nwb"
-    test_path = out_dir / f"{name}_test.nwb"
+    out_dir = check_folder(Path(out_dir).expanduser().resolve(), "the output folder")
+    train_path = inside(out_dir, f"{name}_train.nwb")
+    test_path = inside(out_dir, f"{name}_test.nwb")
     where = out_dir / name
 
     def fail(problem: str) -> NWBWriteError:

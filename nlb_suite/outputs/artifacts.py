@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 
 from ..core.atomic import atomic_path
+from ..core.paths import inside
 
 HISTORY_GROUP = "history"
 
@@ -27,7 +28,7 @@ class RunArtifacts:
 
 def latents_path(submission: Path) -> Path:
     """Where a run's latents and training curves go: beside its submission."""
-    return submission.with_name(submission.stem + "_latents.h5")
+    return inside(submission.parent, submission.stem + "_latents.h5")
 
 
 def write_artifacts(path: Path, latents: Mapping[str, np.ndarray],

@@ -36,7 +36,7 @@ zero. `nlb-suite validate` reports it; scoring keeps nlb_tools' number (zeros sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from ..core.arrays import Phase, Rates
 from ..core.atomic import atomic_path
 from ..core.errors import NlbSuiteError
 from ..core.spec import DatasetSpec
+from ..core.writable import check_file
 
 REQUIRED_ARRAYS = ("train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout")
 FORWARD_ARRAYS = ("eval_rates_heldin_forward", "eval_rates_heldout_forward")
@@ -185,18 +186,7 @@ def write_submission(path: str | Path, groups: Mapping[str, Rates]) -> Path:
     or the new file, never a mixture.
     """
     path = Path(path)
-    for name in groups:
-        _check_group_name(path, name)
-    kept: SubmissionArrays = {}
-    if path.exists():
-        # The other groups are carried over as values, through the same reader as validation,
-        # so links or foreign storage in an old file are refused rather than copied along.
-        old, problems = _read_with_problems(path)
-        problems = [p for p in problems if p.group not in groups]
-        if problems:
-            raise SubmissionError(str(path), problems + [Problem(
-                "the existing file cannot be extended; move it away or write to another file")])
-        kept = {name: arrays for name, arrays in old.items() if name not in groups}
+    kept = _kept_groups(path, groups)
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
         for name, arrays in kept.items():
             group = out.create_group(name)
@@ -207,7 +197,38 @@ def write_submission(path: str | Path, groups: Mapping[str, Rates]) -> Path:
     return path
 
 
+def check_writable(path: str | Path, groups: Collection[str]) -> Path:
+    """`path` if `write_submission(path, ...)` with these group names would succeed as far as
+    can be known before the rates exist: the names are safe, the path is a file in a writable
+    folder, and an existing file there can be extended. Run before a model fits; writes nothing."""
+    path = Path(path)
+    check_file(path, "the submission")
+    _kept_groups(path, groups)
+    return path
+
+
+def _kept_groups(path: Path, groups: Collection[str]) -> SubmissionArrays:
+    """The groups of the file at `path` (if any) that writing `groups` keeps, read as values."""
+    for name in groups:
+        _check_group_name(path, name)
+    if not path.exists():
+        return {}
+    # The other groups are carried over as values, through the same reader as validation,
+    # so links or foreign storage in an old file are refused rather than copied along.
+    try:
+        old, problems = _read_with_problems(path)
+    except SubmissionError as err:  # not a readable HDF5 file
+        old, problems = {}, err.problems
+    problems = [p for p in problems if p.group not in groups]
+    if problems:
+        raise SubmissionError(str(path), problems + [Problem(
+            "the existing file cannot be extended; move it away or write to another file")])
+    return {name: arrays for name, arrays in old.items() if name not in groups}
+
+
 def _open(path: Path) -> h5py.File:
+    if path.is_dir():
+        raise SubmissionError(str(path), [Problem("is a folder, not a submission file")])
     if not path.is_file():
         raise SubmissionError(str(path), [Problem("file not found")])
     try:

@@ -1,8 +1,9 @@
-"""One evaluation run: data -> tensors -> fit -> predict -> submission -> score -> results record.
+"""One evaluation run: data -> tensors -> fit -> predict -> score -> submission -> results record.
 
 This is what `nlb-suite eval` and `make eval` run. Everything that can be checked before the
-model trains (dataset, phase, bin size, hyperparameters, resume, files) is checked first, and
-nothing is written before the model has predicted.
+model trains (dataset, phase, bin size, hyperparameters, resume, files, and that every output
+location can be written) is checked first, and nothing is written before the model has
+predicted and been scored.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.arrays import Phase, Tensors, check_phase
+from ..core.paths import inside
 from ..core.spec import DatasetSpec, spec_to_dict
+from ..core.writable import check_file, check_folder
 from ..data.paths import DatasetFiles, require_files
 from ..datasets import BUILTIN, get_spec
 from ..models.base import (
@@ -29,8 +32,8 @@ from ..models.base import (
 from ..models.config import configured_model, load_hyperparameters
 from ..outputs import locations
 from ..outputs.artifacts import latents_path, write_artifacts
-from ..outputs.results import RunRecord, append_record, hyperparameter_hash
-from ..outputs.submission import write_submission
+from ..outputs.results import RunRecord, append_record, hyperparameter_hash, results_path
+from ..outputs.submission import check_writable, write_submission
 from ..scoring import Scores, score
 from ..tensors import make_targets, make_tensors, make_true_rates
 
@@ -74,7 +77,7 @@ def run_name(spec: DatasetSpec, phase: Phase, bin_ms: int, model: str) -> str:
 
 
 def submission_path(out_dir: Path, spec: DatasetSpec, phase: Phase, bin_ms: int, model: str) -> Path:
-    return out_dir / f"{run_name(spec, phase, bin_ms, model)}.h5"
+    return inside(out_dir, f"{run_name(spec, phase, bin_ms, model)}.h5")
 
 
 def record_spec(spec: DatasetSpec) -> dict[str, Any] | None:
@@ -104,7 +107,7 @@ def configure(model: str, spec: DatasetSpec, bin_ms: int, overrides: list[str] |
 
 def checkpoint_folder(checkpoints_dir: Path, name: str, hyperparameters: dict[str, Any]) -> Path:
     """One folder per run name and hyperparameter set: other settings never meet this checkpoint."""
-    return checkpoints_dir / f"{name}_{hyperparameter_hash(hyperparameters)}"
+    return inside(checkpoints_dir, f"{name}_{hyperparameter_hash(hyperparameters)}")
 
 
 def _prepare_checkpoints(settings: ModelSettings, model: str, folder: Path, resume: bool) -> Path | None:
@@ -147,6 +150,15 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     spec.check_bin(bin_ms)
     settings = configure(model, spec, bin_ms, overrides, use_tables)
     name = run_name(spec, phase, bin_ms, model)
+    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
+    # Every output location is checked before the fit, so that an hour of training never ends
+    # in a folder that is a file, and no submission is left without its record.
+    check_writable(path, [spec.result_name(bin_ms)])
+    check_file(latents_path(path), "the run's latents")
+    if record:
+        check_file(results_path(results), "the results store", append=True)
+    if isinstance(settings.model, Checkpointing):
+        check_folder(checkpoints_dir, "the checkpoints folder")
     checkpoints = _prepare_checkpoints(settings, model, checkpoint_folder(checkpoints_dir, name,
                                                                           settings.hyperparameters), resume)
     ensure_dataset(spec, root, fetch)
@@ -163,15 +175,16 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     targets = make_targets(spec, phase, bin_ms, root) if phase == "val" or spec.source == "synthetic" else None
     seed = settings.hyperparameters.get(SEED)
 
-    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
-    write_submission(path, {spec.result_name(bin_ms): rates})
-    curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
-    latents = write_artifacts(latents_path(path), rates.latents, curves)
-
+    # Scored before anything is written: a scoring failure (a damaged truth file, say) leaves no
+    # submission without its record.
     scores = None
     if targets is not None:
         scores = score(rates, targets, true_rates=make_true_rates(spec, tensors, root), n_boot=n_boot,
                        seed=int(seed or 0))
+    write_submission(path, {spec.result_name(bin_ms): rates})
+    curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
+    latents = write_artifacts(latents_path(path), rates.latents, curves)
+
     run_record = None
     if record and scores is not None:
         run_record = RunRecord.from_scores(

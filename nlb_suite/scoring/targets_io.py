@@ -115,6 +115,10 @@ def read_targets(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
             if "eval_spikes_heldout" not in group:
                 raise TargetsFileError(f"{path}: not an eval-target file: group {group_name!r} has no "
                                        f"'eval_spikes_heldout' (it holds {sorted(group)})")
-            groups[group_name] = {name: array[()] for name, array in group.items()
-                                  if isinstance(array, h5py.Dataset)}
+            try:
+                groups[group_name] = {name: array[()] for name, array in group.items()
+                                      if isinstance(array, h5py.Dataset)}
+            except (OSError, KeyError, ValueError, RuntimeError) as err:  # damaged bytes, dangling links
+                raise TargetsFileError(f"{path}: group {group_name!r} cannot be read ({err}); the file is damaged: "
+                                       "write it again with `nlb-suite targets`") from None
     return groups

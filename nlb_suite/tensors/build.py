@@ -8,6 +8,7 @@ held-out spikes only the benchmark's public ground-truth file holds.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from .grid import (
     window_start_bins,
 )
 from .psth import condition_psth, segment_psth
+
+log = logging.getLogger(__name__)
 
 
 class TensorError(NlbSuiteError):
@@ -82,6 +85,12 @@ def _check_columns(spec: DatasetSpec, rec: Recording) -> None:
     if missing:
         raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing} named by dataset {spec.name!r}; "
                              f"this file does not hold {spec.name}'s trial information (is it the right file?)")
+    heldout = rec.units.heldout
+    if heldout.all() or not heldout.any():
+        raise NWBFormatError(
+            f"{rec.path}: units column 'heldout' marks {'every' if heldout.all() else 'no'} unit of "
+            f"{len(heldout)} as held out; the train file needs both held-in units (False) and held-out units "
+            "(True, the ones a model predicts from the others)")
     if spec.decode_mask_field is not None:
         values = rec.trials[spec.decode_mask_field]
         if not values.isin([0, 1]).all():
@@ -142,10 +151,12 @@ def _behavior(spec: DatasetSpec, rec: Recording, trials: pd.DataFrame, align_ns:
     starts = window_start_bins(align_ns, spec.window_ms[0] + spec.behavior_lag_ms, bin_ms) + jitter
     windows = gather_windows(values, starts, spec.n_bins(bin_ms))
     # Edges of a continuous session may lack a few bins (NaN, as nlb_tools pads them); a window
-    # with no behaviour at all means the series does not cover the trials.
-    uncovered = np.isnan(windows).all(axis=(1, 2))
+    # wholly outside the series means the series does not cover the trials. (NaN values inside the
+    # series are the file's own: `_check_behavior` names them.)
+    times = rec.behavior[spec.behavior_field].times()
+    window_s = np.stack([starts, starts + spec.n_bins(bin_ms)], axis=1) * (bin_ms / 1000.0)
+    uncovered = (window_s[:, 1] <= times[0]) | (window_s[:, 0] > times[-1])
     if uncovered.any():
-        times = rec.behavior[spec.behavior_field].times()
         raise TensorError(
             f"{rec.path}: behaviour series {spec.behavior_field!r} ({times[0]:.3f} to {times[-1]:.3f} s) does not "
             f"cover the windows of trial(s) {_ids(trials, uncovered)} ({spec.window_ms} ms around "
@@ -153,6 +164,26 @@ def _behavior(spec: DatasetSpec, rec: Recording, trials: pd.DataFrame, align_ns:
             "use the complete file, or drop those trials"
         )
     return windows
+
+
+def _check_behavior(spec: DatasetSpec, rec: Recording, which: str, trials: pd.DataFrame,
+                    values: np.ndarray | None) -> None:
+    """The velocity decoder leaves out bins without behaviour: say which trials lose bins, and
+    refuse windows that hold none at all (the decoder would have nothing to fit or score).
+    Per-trial behaviour (`behavior_columns`, e.g. DMFC_RSG's tp) has its own rule: outliers are
+    masked on purpose."""
+    if values is None or spec.behavior_columns:
+        return
+    missing = np.isnan(values).any(axis=2)
+    if missing.all():
+        raise NWBFormatError(f"{rec.path}: behaviour series {spec.behavior_field!r} has no values in any "
+                             f"{which} window; vel R2 cannot be computed (set behavior_field = \"\" in the "
+                             "dataset's TOML to score without it)")
+    if missing.any():
+        ids = trials["trial_id"].to_numpy()[missing.any(axis=1)]
+        log.warning("%s: behaviour series %r is missing (NaN) in %d of %d bins of the %s windows, in trial(s) "
+                    "%s; those bins are left out of the velocity decoding (vel R2)", rec.path, spec.behavior_field,
+                    int(missing.sum()), missing.size, which, ids[:20].tolist() + (["..."] if len(ids) > 20 else []))
 
 
 def jitter_bins(spec: DatasetSpec, trials: pd.DataFrame, bin_ms: int) -> np.ndarray:
@@ -311,6 +342,9 @@ def make_targets(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path 
         eval_behavior=_behavior(spec, rec, chosen.eval, eval_align, bin_ms, eval_jitter),
         train_decode_mask=_decode_mask(spec, chosen.train), eval_decode_mask=_decode_mask(spec, chosen.eval),
     )
+    for which, trials, values in (("training", chosen.train, targets.train_behavior),
+                                  ("evaluation", chosen.eval, targets.eval_behavior)):
+        _check_behavior(spec, rec, which, trials, values)
     if include_psth and spec.psth_conditions:
         considered = rec.trials["split"].isin(("train", "val")).to_numpy()
         trials = rec.trials[considered]

@@ -11,6 +11,7 @@ Windows that are cut short or touch unobserved time are computed one by one.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from scipy import signal
 from ..core.spec import DatasetSpec
 from ..data.nwb import NWBFormatError, Recording
 from .grid import NS_PER_MS, ONE_US_NS, UnitSpikes, ceil_div, ordered_units, seconds_to_ns, unit_spikes
+
+log = logging.getLogger(__name__)
 
 # Units whose binned windows go through one matrix product (bounds the memory of the batch).
 _UNITS_PER_PRODUCT = 32
@@ -216,6 +219,9 @@ def condition_psth(rec: Recording, spec: DatasetSpec, bin_ms: int, trials: pd.Da
     bw = bin_ms * NS_PER_MS
     values = trials[fields].to_numpy(dtype=object)
     complete = ~pd.isna(trials[fields]).any(axis=1).to_numpy()
+    if not complete.all():  # left out of every PSTH, as nlb_tools leaves them out: say so
+        log.warning("%s: trial(s) %s have no value (NaN) in PSTH condition column(s) %s; they are left out of "
+                    "the PSTHs (psth R2)", rec.path, trials["trial_id"].to_numpy()[~complete][:20].tolist(), fields)
     keys = [tuple(v) for v in values.tolist()]
     conditions = sorted({k for k, ok in zip(keys, complete) if ok})
     align_ns = seconds_to_ns(trials[spec.align_field].to_numpy(float))

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from ...core.atomic import write_text_atomic
 from ...core.spec import DatasetSpec, ExpectedCounts
+from ...core.writable import check_folder
 from ...data.nwb_write import write_nlb_nwb
-from ...data.paths import TRUTH_FILE, DatasetFiles, data_dir, dataset_files
+from ...data.paths import ENV_VAR, TRUTH_FILE, DatasetFiles, data_dir, dataset_files
 from ...data.truth import write_truth
 from . import area2, chaotic_rnn, lorenz, maze
 from .common import GeneratedDataset, SyntheticDataError, generator_counts
@@ -179,6 +180,8 @@ def generate(spec: DatasetSpec, root: str | Path | None = None, *, overwrite: bo
                  else f"exists but is incomplete or from an older version (no complete {MANIFEST_FILE})")
         raise SyntheticDataError(f"dataset {spec.name!r} in {folder} {state}; regenerate it with --overwrite")
     assert spec.generator is not None
+    # Before the generator runs: a data directory that is a file would end it in a traceback.
+    check_folder(folder, f"the folder of dataset {spec.name!r} (under --data-dir / ${ENV_VAR})")
     dataset = GENERATORS[spec.generator](spec, seed)
     try:
         with _new_folder(folder, overwrite=overwrite) as building:
