@@ -5,8 +5,9 @@ For every synthetic built-in (or those named), in one process with one BLAS thre
 itself (simulation, rates, Poisson spikes, in memory), then the whole `generate` (the same plus
 writing the NWB files, truth file and manifest into a temporary folder), and the ratio of the
 true rates' standard deviation across eval trials in the forward window to that inside the window
-(val phase, 5 ms; the issue's measure of forward-window activity). Timing is wall time: on a
-shared machine run it alone (`flock /tmp/nlb_heavy.lock ...`).
+(val phase, 5 ms; the issue's measure of forward-window activity); then what the true rates and
+the mean-rate null (each unit's mean training rate everywhere) score on every metric. Timing is
+wall time: on a shared machine run it alone (`flock /tmp/nlb_heavy.lock ...`).
 
     .venv/bin/python benchmarks/bench_synth.py [DATASET ...]
 """
@@ -20,27 +21,52 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from nlb_suite.core.arrays import Rates, Tensors
 from nlb_suite.datasets import BUILTIN, get_spec
 from nlb_suite.datasets.synthetic import GENERATORS, generate
 from nlb_suite.datasets.synthetic.common import generator_counts
-from nlb_suite.tensors import make_tensors, make_true_rates
+from nlb_suite.scoring import Scores, score
+from nlb_suite.tensors import make_targets, make_tensors, make_true_rates
 
 
-def forward_ratio(name: str, root: str) -> float:
+def null_rates(tensors: Tensors) -> Rates:
+    """Each unit's mean training rate in every bin."""
+    heldin = np.nanmean(tensors.train_spikes_heldin, axis=(0, 1))
+    heldout = np.nanmean(tensors.train_spikes_heldout, axis=(0, 1))
+
+    def fill(n: int, bins: int, rates: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(rates, (n, bins, rates.size)).astype(np.float32)
+
+    return Rates(fill(tensors.n_train, tensors.n_bins, heldin), fill(tensors.n_train, tensors.n_bins, heldout),
+                 fill(tensors.n_eval, tensors.n_bins, heldin), fill(tensors.n_eval, tensors.n_bins, heldout),
+                 fill(tensors.n_eval, tensors.n_forward, heldin), fill(tensors.n_eval, tensors.n_forward, heldout))
+
+
+def scores_cells(scores: Scores) -> str:
+    return " ".join(f"{value if value is not None else float('nan'):>6.3f}"
+                    for value in (scores.co_bps, scores.fp_bps, scores.vel_r2, scores.psth_r2))
+
+
+def truth_and_null(name: str, root: str) -> tuple[float, str, str]:
+    """The forward-window sd ratio of the true rates, and the true rates' and the null's scores."""
     spec = get_spec(name)
     tensors = make_tensors(spec, "val", 5, root)
     truth = make_true_rates(spec, tensors, root)
     assert truth is not None
     inside = np.concatenate([truth.eval_rates_heldin, truth.eval_rates_heldout], axis=2).std(axis=0).mean()
     forward = np.concatenate([truth.eval_rates_heldin_forward, truth.eval_rates_heldout_forward], axis=2)
-    return float(forward.std(axis=0).mean() / inside)
+    targets = make_targets(spec, "val", 5, root)
+    return (float(forward.std(axis=0).mean() / inside), scores_cells(score(truth, targets, n_boot=0)),
+            scores_cells(score(null_rates(tensors), targets, n_boot=0)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", default=[n for n, s in BUILTIN.items() if s.source == "synthetic"])
     args = parser.parse_args()
-    print(f"{'dataset':<26} {'trials':>6} {'units':>5} {'generator s':>11} {'generate s':>10} {'fwd/in sd':>9}")
+    metrics = " ".join(f"{name:>6}" for name in ("co-bps", "fp-bps", "vel R2", "PSTH"))
+    print(f"{'dataset':<26} {'trials':>6} {'units':>5} {'generator s':>11} {'generate s':>10} {'fwd/in sd':>9}  "
+          f"true: {metrics}  null: {metrics}")
     with threadpool_limits(1), tempfile.TemporaryDirectory() as root:
         for name in args.datasets:
             spec = get_spec(name)
@@ -55,8 +81,9 @@ def main() -> None:
             whole = time.perf_counter() - started
             trials = counts.train_trials + counts.val_trials + counts.test_trials
             units = counts.heldin_units + counts.heldout_units
-            print(f"{name:<26} {trials:>6} {units:>5} {in_memory:>11.1f} {whole:>10.1f} "
-                  f"{forward_ratio(name, root):>9.2f}", flush=True)
+            ratio, true_scores, null_scores = truth_and_null(name, root)
+            print(f"{name:<26} {trials:>6} {units:>5} {in_memory:>11.1f} {whole:>10.1f} {ratio:>9.2f}  "
+                  f"      {true_scores}        {null_scores}", flush=True)
 
 
 if __name__ == "__main__":
