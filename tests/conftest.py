@@ -49,7 +49,7 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nlb_suite.datasets.synthetic import ensure_generated
 
     root = tmp_path_factory.mktemp("synthetic-data")
-    for name in ("synth_maze_small", "synth_area2"):
+    for name in ("synth_maze_small", "synth_area2", "synth_rtt_small", "synth_rsg_small"):
         ensure_generated(get_spec(name), root)
     return root
 

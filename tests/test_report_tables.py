@@ -105,7 +105,19 @@ def test_reference_data_matches_the_reference_notes() -> None:
     by_method = {(r.dataset, r.phase, r.method): r.metrics for r in PUBLISHED_RESULTS}
     assert by_method[("mc_maze_small", "val", "SLDS")] == {
         "co-bps": 0.1533, "vel R2": 0.6514, "psth R2": 0.2186, "fp-bps": -2.7199}
-    assert by_method[("mc_maze", "test", "STNDT ensemble")] == {"co-bps": 0.3862}
+    assert by_method[("mc_maze", "test", "STNDT ensemble")] == {
+        "co-bps": 0.3862, "vel R2": 0.9095, "psth R2": 0.6693, "fp-bps": 0.2686}
+    assert by_method[("area2_bump", "test", "MINT")] == {
+        "co-bps": 0.2735, "vel R2": 0.8877, "psth R2": 0.9135, "fp-bps": 0.1483}
+    assert by_method[("dmfc_rsg", "test", "MINT")]["tp corr"] == -0.6929
+    assert by_method[("mc_maze", "test", "GPFA")] == {"co-bps": 0.1872, "vel R2": 0.6399, "psth R2": 0.5150}
+    # Every row of the reference notes' test-phase tables: 10 MC_Maze, 9 Area2_Bump, 4 MC_RTT,
+    # 1 DMFC_RSG, 9 secondary co-bps figures.
+    counts = {key: sum(1 for r in PUBLISHED_RESULTS if (r.dataset, r.phase, r.bin_ms) == key)
+              for key in (("mc_maze", "test", 5), ("area2_bump", "test", 5), ("mc_rtt", "test", 5),
+                          ("dmfc_rsg", "test", 5), ("mc_maze", "test", 20))}
+    assert counts == {("mc_maze", "test", 5): 16, ("area2_bump", "test", 5): 9, ("mc_rtt", "test", 5): 4,
+                      ("dmfc_rsg", "test", 5): 1, ("mc_maze", "test", 20): 3}
     assert all(r.source for r in PUBLISHED_RESULTS)
 
 
@@ -117,8 +129,9 @@ def test_format_value() -> None:
 
 def test_table_keys_cover_runs_and_published_results() -> None:
     keys = [(k.dataset, k.phase, k.bin_ms) for k in table_keys(RECORDS)]
-    assert keys == [("mc_maze", "test", 5), ("mc_maze_large", "val", 5), ("mc_maze_small", "val", 5),
-                    ("synth_maze", "val", 5)]
+    assert keys == [("area2_bump", "test", 5), ("dmfc_rsg", "test", 5), ("mc_maze", "test", 5),
+                    ("mc_maze", "test", 20), ("mc_maze_large", "val", 5), ("mc_maze_small", "val", 5),
+                    ("mc_rtt", "test", 5), ("synth_maze", "val", 5)]
 
 
 def test_write_tables_writes_markdown_and_csv(tmp_path: Path) -> None:
@@ -133,7 +146,7 @@ def test_write_tables_writes_markdown_and_csv(tmp_path: Path) -> None:
     synth = csv[csv["dataset"] == "synth_maze"]
     assert len(synth) == 4
     assert synth.iloc[0]["best_in"] == "co-bps;psth R2;fp-bps;rate R2"  # psth and fp tie
-    stndt = csv[csv["method"] == "STNDT ensemble"].iloc[0]
+    stndt = csv[(csv["method"] == "STNDT ensemble") & (csv["dataset"] == "mc_maze")].iloc[0]
     assert stndt["origin"] == PUBLISHED_LABEL and stndt["co-bps"] == 0.3862 and stndt["phase"] == "test"
 
 

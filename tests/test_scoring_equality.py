@@ -119,31 +119,66 @@ def test_psth_with_empty_conditions_and_nan_bins_matches(nlb_evaluation: ModuleT
     assert_same_results(evaluate(targets, submission), nlb_evaluation.evaluate(targets, submission))
 
 
-def dmfc_group(rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
-    """dmfc_rsg-like: held-out spikes NaN before each trial's set time, per-trial behaviour rows
-    (is_eye, theta, is_short, ts, tp), PSTHs padded at the front and a per-trial jitter."""
-    n_train, n_eval, n_bins, n_heldin, n_heldout = 20, 24, 14, 6, 4
+def dmfc_group(rng: np.random.Generator, n_eval: int = 24, n_bins: int = 14, n_conditions: int = 3,
+               outliers: int = 0, max_jitter: int = 4) -> tuple[dict[str, Any], dict[str, Any]]:
+    """dmfc_rsg-like: held-out spikes NaN before each trial's set time and in the jitter's last
+    bins, per-trial behaviour rows (is_eye, theta, is_short, ts, tp; outlier rows NaN), PSTHs
+    padded at the front and a per-trial jitter."""
+    n_train, n_heldin, n_heldout = 20, 6, 4
+    pad = n_bins // 3
+    jitter = rng.integers(0, max_jitter, n_eval)
     eval_rates = rng.gamma(2.0, 0.1, (n_eval, n_bins, n_heldin + n_heldout))
     spikes = rng.poisson(eval_rates[..., n_heldin:]).astype(float)
     for trial in range(n_eval):
-        spikes[trial, : rng.integers(0, 5)] = np.nan
-    behavior = np.column_stack([rng.integers(0, 2, n_eval), rng.integers(0, 2, n_eval), np.zeros(n_eval),
+        spikes[trial, : rng.integers(0, pad + 1)] = np.nan
+        spikes[trial, n_bins - jitter[trial]:] = np.nan
+    combo = rng.permutation(np.arange(n_eval) % 4)  # every (is_eye, theta) condition has trials
+    behavior = np.column_stack([combo % 2, combo // 2, np.zeros(n_eval),
                                 rng.uniform(0.5, 1.0, n_eval), rng.uniform(0.5, 1.2, n_eval)]).astype(float)
-    psth = rng.gamma(2.0, 0.1, (3, n_bins, n_heldin + n_heldout))
-    psth[:, :4] = np.nan
-    cond_idx = np.empty(3, dtype=object)
-    for i, trials in enumerate(np.array_split(rng.permutation(n_eval), 3)):
+    behavior[rng.choice(n_eval, outliers, replace=False)] = np.nan
+    psth = rng.gamma(2.0, 0.1, (n_conditions, n_bins, n_heldin + n_heldout))
+    psth[:, :max(pad, max_jitter)] = np.nan
+    cond_idx = np.empty(n_conditions, dtype=object)
+    for i, trials in enumerate(np.array_split(rng.permutation(n_eval), n_conditions)):
         cond_idx[i] = np.sort(trials)
     target = {"eval_spikes_heldout": spikes, "train_behavior": rng.random((n_train, 5)), "eval_behavior": behavior,
-              "psth": psth, "eval_cond_idx": cond_idx, "eval_jitter": rng.integers(0, 4, n_eval)}
-    user = {"eval_rates_heldin": eval_rates[..., :n_heldin], "eval_rates_heldout": eval_rates[..., n_heldin:]}
+              "psth": psth, "eval_cond_idx": cond_idx, "eval_jitter": jitter,
+              "eval_spikes_heldin_forward": rng.poisson(1.0, (n_eval, 3, n_heldin)).astype(float),
+              "eval_spikes_heldout_forward": rng.poisson(1.0, (n_eval, 3, n_heldout)).astype(float)}
+    forward = rng.gamma(2.0, 0.5, (n_eval, 3, n_heldin + n_heldout))
+    user = {"eval_rates_heldin": eval_rates[..., :n_heldin], "eval_rates_heldout": eval_rates[..., n_heldin:],
+            "eval_rates_heldin_forward": forward[..., :n_heldin], "eval_rates_heldout_forward": forward[..., n_heldin:]}
     return target, user
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dmfc_randomized_cases_match(nlb_evaluation: ModuleType, seed: int) -> None:
+    """tp corr, jittered PSTH R2, co-bps and fp-bps on randomized dmfc_rsg and dmfc_rsg_20 groups."""
+    rng = np.random.default_rng(200 + seed)
+    shape = {"n_eval": int(rng.integers(24, 60)), "n_bins": int(rng.integers(10, 30)),
+             "n_conditions": int(rng.integers(2, 6)), "outliers": int(rng.integers(0, 4)),
+             "max_jitter": int(rng.integers(1, 5))}
+    groups = {"dmfc_rsg": dmfc_group(rng, **shape), "dmfc_rsg_20": dmfc_group(rng, **shape)}
+    targets = {name: target for name, (target, _) in groups.items()}
+    submission = {name: user for name, (_, user) in groups.items()}
+    ours = evaluate(targets, submission)
+    assert [list(entry) for entry in ours] == [["dmfc_rsg_split"], ["dmfc_rsg_20_split"]]
+    assert list(ours[0]["dmfc_rsg_split"]) == ["co-bps", "tp corr", "psth R2", "fp-bps"]
+    assert_same_results(ours, nlb_evaluation.evaluate(targets, submission))
+
+
+def test_synthetic_rsg_group_scored_like_dmfc(nlb_evaluation: ModuleType) -> None:
+    """A group with per-trial behaviour (synth_rsg) gets tp corr, as dmfc_rsg does."""
+    target, user = dmfc_group(np.random.default_rng(17), outliers=2)
+    ours = evaluate({"dmfc_rsg": target, "synth_rsg": target}, {"dmfc_rsg": user, "synth_rsg": user})
+    assert ours[1]["synth_rsg_split"] == ours[0]["dmfc_rsg_split"]
+    assert_same_results(ours[:1], nlb_evaluation.evaluate({"dmfc_rsg": target}, {"dmfc_rsg": user}))
 
 
 def test_dmfc_tp_correlation_and_jitter_match(nlb_evaluation: ModuleType) -> None:
     target, user = dmfc_group(np.random.default_rng(5))
     ours = evaluate({"dmfc_rsg": target}, {"dmfc_rsg": user})
-    assert list(ours[0]["dmfc_rsg_split"]) == ["co-bps", "tp corr", "psth R2"]
+    assert list(ours[0]["dmfc_rsg_split"]) == ["co-bps", "tp corr", "psth R2", "fp-bps"]
     assert_same_results(ours, nlb_evaluation.evaluate({"dmfc_rsg": target}, {"dmfc_rsg": user}))
 
 

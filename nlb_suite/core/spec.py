@@ -85,6 +85,23 @@ class DatasetSpec:
     bin_sizes: tuple[int, ...] = (5, 20)
     # Whether an evaluation window may run into the next trial's window (area2: a continuous session).
     eval_allow_overlap: bool = False
+    # Whether the model-input windows (train and eval) may run into the next trial (mc_rtt and
+    # dmfc_rsg; nlb_tools' allow_overlap in make_params). Otherwise overlapping windows are an error.
+    allow_overlap: bool = False
+    # Behaviour per trial from these trials-table columns instead of a TimeSeries (dmfc_rsg:
+    # is_eye, theta, is_short, ts, tp); then behavior_field is None.
+    behavior_columns: tuple[str, ...] = ()
+    # A trials column marking trials (value not 0) whose behaviour is masked (NaN) and that no PSTH
+    # uses (dmfc_rsg: is_outlier).
+    outlier_field: str | None = None
+    # Evaluation targets cover only [start_field, end_field) of each window, front-padded with NaN
+    # (dmfc_rsg: set_time .. go_time); the PSTHs are over that segment, aligned at its end.
+    eval_segment: tuple[str, str] | None = None
+    # nlb_tools' jitter: every train/val window is shifted later by a random whole number of bins,
+    # up to clip(window length - <jitter_field>, 0, jitter_max_ms) ms (dmfc_rsg: tp, 300 ms),
+    # drawn with numpy's legacy generator seeded 0 as nlb_tools draws it.
+    jitter_field: str | None = None
+    jitter_max_ms: int = 0
     # Results of the three scaled mazes are reported together under this key, e.g. "[500]".
     scaling_key: str | None = None
     expected: ExpectedCounts = field(default_factory=ExpectedCounts)
@@ -99,6 +116,11 @@ class DatasetSpec:
         start, stop = self.window_ms
         if stop <= start:
             raise SpecError(f"{self.name}: window_ms {self.window_ms} must have stop > start")
+        if self.behavior_columns and self.behavior_field is not None:
+            raise SpecError(f"{self.name}: give behavior_field (a TimeSeries) or behavior_columns (trial "
+                            "columns), not both")
+        if self.eval_segment is not None and len(self.eval_segment) != 2:
+            raise SpecError(f"{self.name}: eval_segment names a start and an end column, got {self.eval_segment}")
         if self.forward_ms < 0:
             raise SpecError(f"{self.name}: forward_ms must be >= 0, got {self.forward_ms}")
         for bin_ms in self.bin_sizes:
@@ -147,9 +169,11 @@ def spec_from_dict(data: Mapping[str, Any]) -> DatasetSpec:
         values["train"] = Asset(**values["train"])
         values["test"] = Asset(**values["test"])
         values["expected"] = ExpectedCounts(**values.get("expected", {}))
-        for key in ("window_ms", "psth_conditions", "bin_sizes"):
+        for key in ("window_ms", "psth_conditions", "bin_sizes", "behavior_columns"):
             if key in values:
                 values[key] = tuple(values[key])
+        if values.get("eval_segment") is not None:
+            values["eval_segment"] = tuple(values["eval_segment"])
         values["generator_args"] = tuple(tuple(pair) for pair in values.get("generator_args", ()))
         return DatasetSpec(**values)
     except (KeyError, TypeError, ValueError) as err:

@@ -130,6 +130,8 @@ _FIELDS: dict[str, Callable[[_Reader, str], object]] = {
     "psth_kern_sd_ms": lambda r, k: r.integer(k, minimum=1),
     "decode_mask_field": lambda r, k: r.text(k, empty_is_none=True),
     "eval_allow_overlap": lambda r, k: r.boolean(k),
+    # Continuous recordings cut into windows that run into each other (as MC_RTT).
+    "allow_overlap": lambda r, k: r.boolean(k),
     "scaling_key": lambda r, k: r.text(k, empty_is_none=True),
     "expected": lambda r, k: r.expected(),
 }
@@ -248,6 +250,7 @@ def spec_to_toml(spec: DatasetSpec) -> str:
         f"psth_kern_sd_ms = {spec.psth_kern_sd_ms}",
         f"decode_mask_field = {value(spec.decode_mask_field or '')}",
         f"eval_allow_overlap = {value(spec.eval_allow_overlap)}",
+        f"allow_overlap = {value(spec.allow_overlap)}",
     ]
     counts = {f.name: getattr(spec.expected, f.name) for f in fields(ExpectedCounts)}
     lines += ["", "[expected]"] + [f"{k} = {v}" for k, v in counts.items() if v is not None]

@@ -122,6 +122,8 @@ def _decoding_rows(view: View, counts: np.ndarray) -> list[ClaimRow]:
     tensors, targets = view.require_tensors(), view.require_targets()
     if targets.train_behavior is None or targets.eval_behavior is None:
         raise PieceMissing("the dataset has no behaviour to decode")
+    if np.ndim(targets.eval_behavior) != 3:  # per-trial behaviour (dmfc_rsg): scored by tp corr
+        raise PieceMissing("the dataset's behaviour is one row per trial, not a velocity to decode")
     wu = kalman_decoded(tensors, targets)
     wu_samples = velocity_r2_samples(wu.decoders, counts)
     rows = []

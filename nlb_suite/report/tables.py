@@ -39,6 +39,9 @@ METRIC_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn(OFFICIAL_METRIC_KEYS["vel_r2"], "vel R2", official=True),
     MetricColumn(OFFICIAL_METRIC_KEYS["psth_r2"], "PSTH R2", official=True),
     MetricColumn(OFFICIAL_METRIC_KEYS["fp_bps"], "fp-bps", official=True),
+    # dmfc_rsg's metric, shown where a row has it. Its sign is the task's (faster neural change,
+    # shorter produced interval: negative), so no value is marked best.
+    MetricColumn(OFFICIAL_METRIC_KEYS["tp_corr"], "tp corr", official=False, mark_best=False),
     MetricColumn(EXTRA_METRIC_KEYS["rate_r2"], "rate R2", official=False),
     # The co-bps of the true rates belongs to the dataset, not to a method: nothing to rank.
     MetricColumn(EXTRA_METRIC_KEYS["co_bps_ceiling"], "co-bps ceiling", official=False, mark_best=False),

@@ -259,6 +259,8 @@ def velocity_comparison(view: View, n_trials: int = 3) -> VelocityComparison:
     runs = view.require_runs()
     if targets.train_behavior is None or targets.eval_behavior is None:
         raise PieceMissing("the dataset has no behaviour to decode")
+    if np.ndim(targets.eval_behavior) != 3:  # per-trial behaviour (dmfc_rsg): scored by tp corr
+        raise PieceMissing("the dataset's behaviour is one row per trial, not a velocity to decode")
     _, eval_masks = decode_masks(tensors, targets)
     shown = _shown_velocity_trials(eval_masks, n_trials)
     decoded = []

@@ -122,3 +122,23 @@ def psth_r2_samples(psth: np.ndarray, eval_rates: np.ndarray, conditions: list[P
             quadratic = ((w @ products) * w).sum(axis=-1)  # (units, resamples)
             ss_res[start : start + chunk] += quadratic.T / n**2
     return explained_fraction(ss_res, ss_tot[None]).mean(axis=1)
+
+
+def tp_corr_samples(speeds: np.ndarray, eval_behavior: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """tp corr (`metrics.speed_tp_correlation`) under each resample of the eval trials (`counts`,
+    (resamples, trials)): per condition the count-weighted Pearson r of speed and tp, averaged."""
+    from .metrics import tp_conditions
+
+    tp = eval_behavior[:, -1]
+    correlations = []
+    for trials in tp_conditions(eval_behavior):
+        w = counts[:, trials]
+        total = w.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_x = (w * speeds[trials]).sum(axis=1) / total
+            mean_y = (w * tp[trials]).sum(axis=1) / total
+            dx = speeds[trials][None, :] - mean_x[:, None]
+            dy = tp[trials][None, :] - mean_y[:, None]
+            r = (w * dx * dy).sum(axis=1) / np.sqrt((w * dx**2).sum(axis=1) * (w * dy**2).sum(axis=1))
+        correlations.append(r)
+    return np.mean(correlations, axis=0)

@@ -41,6 +41,7 @@ from .bootstrap import (
     bias_corrected_interval,
     psth_r2_samples,
     rate_r2_samples,
+    tp_corr_samples,
     trial_resamples,
     velocity_r2_samples,
 )
@@ -48,6 +49,8 @@ from .metrics import (
     ScoringError,
     bits_per_spike,
     decode_velocity,
+    jittered,
+    neural_speeds,
     poisson_stats,
     psth_conditions,
     psth_r2,
@@ -68,10 +71,11 @@ _SCALING_KEYS = {name: BUILTIN[name].scaling_key for name in OFFICIAL_DATASETS
                  if name in BUILTIN and BUILTIN[name].scaling_key}
 
 # Scores field -> nlb_tools result key.
-OFFICIAL_METRIC_KEYS = {"co_bps": "co-bps", "vel_r2": "vel R2", "psth_r2": "psth R2", "fp_bps": "fp-bps"}
+OFFICIAL_METRIC_KEYS = {"co_bps": "co-bps", "vel_r2": "vel R2", "psth_r2": "psth R2", "fp_bps": "fp-bps",
+                        "tp_corr": "tp corr"}
 
 # The most a metric can reach (R2 is at most 1); bounds of the bootstrap intervals stop there.
-_LARGEST = {"vel_r2": 1.0, "psth_r2": 1.0, "rate_r2": 1.0}
+_LARGEST = {"vel_r2": 1.0, "psth_r2": 1.0, "rate_r2": 1.0, "tp_corr": 1.0}
 
 
 @contextmanager
@@ -130,7 +134,10 @@ def _score_group(dataset: str, target: Mapping[str, Any], user: Mapping[str, Any
     eval_rates = _joined(user, ("eval_rates_heldin", "eval_rates_heldout"), "predictions")
     result["co-bps"] = bits_per_spike(eval_rates_heldout, eval_spikes_heldout)
 
-    if dataset == "dmfc_rsg":
+    # Behaviour per trial (2-d, as dmfc_rsg's trial-table columns) is scored by tp corr, per bin by
+    # vel R2: nlb_tools decides by the name, which the official groups keep.
+    per_trial = "eval_behavior" in target and np.ndim(target["eval_behavior"]) == 2
+    if dataset == "dmfc_rsg" or (dataset not in OFFICIAL_DATASETS and per_trial):
         result["tp corr"] = speed_tp_correlation(eval_spikes_heldout, eval_rates,
                                                  _array(target, "eval_behavior", "targets"))
     elif "train_behavior" in target and "eval_behavior" in target:
@@ -220,8 +227,11 @@ class Scores:
     ci: dict[str, Interval] = field(default_factory=dict)
     n_boot: int = 0
     seed: int = 0
+    # dmfc_rsg's behavioural metric (per-trial behaviour instead of velocity).
+    tp_corr: float | None = None
 
-    METRICS: ClassVar[tuple[str, ...]] = ("co_bps", "vel_r2", "psth_r2", "fp_bps", "rate_r2", "co_bps_ceiling")
+    METRICS: ClassVar[tuple[str, ...]] = ("co_bps", "vel_r2", "psth_r2", "fp_bps", "rate_r2", "co_bps_ceiling",
+                                          "tp_corr")
 
     def official(self) -> dict[str, float]:
         """The metrics nlb_tools reports, under its key names (`co-bps`, `vel R2`, ...)."""
@@ -286,8 +296,12 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
         fp_bps = float(fp_stats.bits_per_spike())
         samples["fp_bps"] = fp_stats.bits_per_spike(counts)
 
-    vel_r2 = None
-    if targets.train_behavior is not None and targets.eval_behavior is not None:
+    vel_r2 = tp_corr = None
+    if targets.eval_behavior is not None and np.ndim(targets.eval_behavior) == 2:
+        tp_corr = speed_tp_correlation(targets.eval_spikes_heldout, eval_rates, targets.eval_behavior)
+        samples["tp_corr"] = tp_corr_samples(neural_speeds(targets.eval_spikes_heldout, eval_rates),
+                                             np.asarray(targets.eval_behavior, dtype=np.float64), counts)
+    elif targets.train_behavior is not None and targets.eval_behavior is not None:
         train_rates = _join_units(rates.train_rates_heldin, rates.train_rates_heldout)
         decoders = decode_velocity(train_rates, targets.train_behavior, eval_rates, targets.eval_behavior,
                                    targets.train_decode_mask, targets.eval_decode_mask)
@@ -299,8 +313,9 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
         if targets.eval_cond_idx is None:
             raise ScoringError(f"{targets.dataset}: the targets have a psth but no eval_cond_idx")
         psth = np.asarray(targets.psth, dtype=np.float64)
-        psth_value = psth_r2(psth, eval_rates, targets.eval_cond_idx)
-        samples["psth_r2"] = psth_r2_samples(psth, eval_rates, psth_conditions(psth, targets.eval_cond_idx),
+        psth_rates = eval_rates if targets.eval_jitter is None else jittered(eval_rates, targets.eval_jitter)
+        psth_value = psth_r2(psth, psth_rates, targets.eval_cond_idx)
+        samples["psth_r2"] = psth_r2_samples(psth, psth_rates, psth_conditions(psth, targets.eval_cond_idx),
                                              n_boot, rng)
 
     rate_value = ceiling = None
@@ -312,7 +327,7 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
         ceiling = float(ceiling_stats.bits_per_spike())
         samples["co_bps_ceiling"] = ceiling_stats.bits_per_spike(counts)
 
-    estimates: dict[str, float | None] = {"co_bps": co_bps, "fp_bps": fp_bps, "vel_r2": vel_r2,
+    estimates: dict[str, float | None] = {"co_bps": co_bps, "fp_bps": fp_bps, "vel_r2": vel_r2, "tp_corr": tp_corr,
                                           "psth_r2": psth_value, "rate_r2": rate_value, "co_bps_ceiling": ceiling}
     intervals: dict[str, Interval] = {}
     if n_boot:
@@ -321,4 +336,4 @@ def score(rates: Rates, targets: EvalTargets, *, true_rates: TrueRates | None = 
                      for name, values in samples.items()}
     return Scores(co_bps=co_bps, vel_r2=vel_r2, psth_r2=psth_value, fp_bps=fp_bps,
                   co_bps_per_unit=co_stats.bits_per_spike_per_unit(), rate_r2=rate_value,
-                  co_bps_ceiling=ceiling, ci=intervals, n_boot=n_boot, seed=seed)
+                  co_bps_ceiling=ceiling, ci=intervals, n_boot=n_boot, seed=seed, tp_corr=tp_corr)

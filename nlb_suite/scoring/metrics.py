@@ -22,8 +22,8 @@ from scipy.stats import pearsonr
 from ..core.errors import ScoringError
 from ..core.poisson import ZERO_RATE_FLOOR, PoissonStats, bits_per_spike, poisson_stats
 
-__all__ = ["ZERO_RATE_FLOOR", "PoissonStats", "ScoringError", "bits_per_spike", "decode_velocity", "poisson_stats",
-           "psth_r2", "velocity_r2"]
+__all__ = ["ZERO_RATE_FLOOR", "PoissonStats", "ScoringError", "bits_per_spike", "decode_velocity", "jittered",
+           "neural_speeds", "poisson_stats", "psth_r2", "speed_tp_correlation", "velocity_r2"]
 from .r2 import r2_score
 from .ridge import DEFAULT_FOLDS, fit_ridge_cv
 
@@ -157,6 +157,12 @@ def _shift_bins(trial: np.ndarray, shift: int) -> np.ndarray:
     return shifted
 
 
+def jittered(eval_rates: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+    """Each eval trial's rates moved later by its jitter (bins), as `psth_r2` moves them: the
+    rates the PSTH comparison sees (dmfc_rsg)."""
+    return np.stack([_shift_bins(trial, int(shift)) for trial, shift in zip(eval_rates, jitter)])
+
+
 def psth_r2(psth: np.ndarray, eval_rates: np.ndarray, eval_cond_idx: list[np.ndarray],
             jitter: np.ndarray | None = None) -> float:
     """R2 of the condition-averaged eval rates (all units) against the target PSTHs."""
@@ -183,14 +189,28 @@ def psth_r2(psth: np.ndarray, eval_rates: np.ndarray, eval_cond_idx: list[np.nda
     return r2_score(true_psth, np.concatenate(predicted_rows))
 
 
+def neural_speeds(eval_spikes_heldout: np.ndarray, eval_rates: np.ndarray) -> np.ndarray:
+    """Per eval trial, the mean norm of the rates' change per bin over the bins where held-out
+    spikes are observed (dmfc_rsg: set to go)."""
+    observed = ~np.isnan(eval_spikes_heldout[..., 0])
+    return np.array([np.linalg.norm(np.diff(trial[mask], axis=0), axis=1).mean()
+                     for trial, mask in zip(eval_rates, observed)])
+
+
+def tp_conditions(eval_behavior: np.ndarray) -> list[np.ndarray]:
+    """The eval trials of each tp-corr condition (first three behaviour columns; NaN rows none)."""
+    condition_columns = eval_behavior[:, :3]
+    conditions = np.unique(condition_columns, axis=0)
+    conditions = conditions[~np.isnan(conditions).all(axis=1)]
+    return [np.flatnonzero((condition_columns == condition).all(axis=1)) for condition in conditions]
+
+
 def speed_tp_correlation(eval_spikes_heldout: np.ndarray, eval_rates: np.ndarray,
                          eval_behavior: np.ndarray) -> float:
     """dmfc_rsg: per condition (first three behaviour columns), Pearson r between each trial's
     neural speed (mean norm of the rate change per bin over the bins where held-out spikes are
     observed) and its produced interval (last column); averaged over conditions."""
-    observed = ~np.isnan(eval_spikes_heldout[..., 0])
-    speeds = np.array([np.linalg.norm(np.diff(trial[mask], axis=0), axis=1).mean()
-                       for trial, mask in zip(eval_rates, observed)])
+    speeds = neural_speeds(eval_spikes_heldout, eval_rates)
     condition_columns = eval_behavior[:, :3]
     conditions = np.unique(condition_columns, axis=0)
     conditions = conditions[~np.isnan(conditions).all(axis=1)]

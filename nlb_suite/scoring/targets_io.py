@@ -26,7 +26,8 @@ from ..core.errors import NlbSuiteError
 
 REQUIRED_ARRAYS = ("eval_spikes_heldout", "eval_spikes_heldin_forward", "eval_spikes_heldout_forward")
 OPTIONAL_ARRAYS = ("train_behavior", "eval_behavior", "train_decode_mask", "eval_decode_mask", "psth",
-                   "eval_cond_idx", "train_cond_idx")
+                   "eval_cond_idx", "train_cond_idx",
+                   "eval_jitter")  # dmfc_rsg: each eval trial's shift (bins) before the PSTH comparison
 
 
 class TargetsFileError(NlbSuiteError, ValueError):

@@ -21,8 +21,18 @@ from ..data.nwb import NWBFormatError, Recording, read_recording
 from ..data.paths import DatasetFiles, require_files, truth_path
 from ..data.truth import Part, Values, read_windows
 from .behavior import decimated_behavior
-from .grid import Windows, gather_windows, ordered_units, seconds_to_ns, spike_tensors, window_start_bins
-from .psth import condition_psth
+from .grid import (
+    NS_PER_MS,
+    ONE_US_NS,
+    Windows,
+    ceil_div,
+    gather_windows,
+    ordered_units,
+    seconds_to_ns,
+    spike_tensors,
+    window_start_bins,
+)
+from .psth import condition_psth, segment_psth
 
 
 class TensorError(NlbSuiteError):
@@ -58,13 +68,20 @@ def _check(spec: DatasetSpec, phase: str, bin_ms: int) -> None:
     spec.check_bin(bin_ms)
 
 
+def _named_columns(spec: DatasetSpec) -> list[str]:
+    optional = (spec.decode_mask_field, spec.outlier_field, spec.jitter_field)
+    return [spec.align_field, *spec.psth_conditions, *spec.behavior_columns, *(spec.eval_segment or ()),
+            *(name for name in optional if name)]
+
+
 def _check_columns(spec: DatasetSpec, rec: Recording) -> None:
     """The trial columns the spec names exist, and the decode mask is boolean: checked when the
     train file is first used, so that a run fails before it fits, not after writing output."""
-    named = [spec.align_field, *spec.psth_conditions, *([spec.decode_mask_field] if spec.decode_mask_field else [])]
+    named = list(dict.fromkeys(_named_columns(spec)))
     missing = [column for column in named if column not in rec.trials.columns]
     if missing:
-        raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing} named by dataset {spec.name!r}")
+        raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing} named by dataset {spec.name!r}; "
+                             f"this file does not hold {spec.name}'s trial information (is it the right file?)")
     if spec.decode_mask_field is not None:
         values = rec.trials[spec.decode_mask_field]
         if not values.isin([0, 1]).all():
@@ -107,20 +124,126 @@ def _decode_mask(spec: DatasetSpec, trials: pd.DataFrame) -> np.ndarray | None:
     return np.stack([values == 0, values == 1], axis=1)
 
 
-def _behavior(spec: DatasetSpec, rec: Recording, align_ns: np.ndarray, bin_ms: int) -> np.ndarray | None:
+def _ids(trials: pd.DataFrame, mask: np.ndarray) -> list[int]:
+    return trials["trial_id"].to_numpy()[mask][:10].tolist()
+
+
+def _behavior(spec: DatasetSpec, rec: Recording, trials: pd.DataFrame, align_ns: np.ndarray, bin_ms: int,
+              jitter: np.ndarray) -> np.ndarray | None:
+    if spec.behavior_columns:
+        # Per-trial behaviour from the trials table (dmfc_rsg), outliers masked as nlb_tools masks them.
+        values = trials[list(spec.behavior_columns)].to_numpy(dtype=float).copy()
+        if spec.outlier_field is not None:
+            values[~(trials[spec.outlier_field].to_numpy(dtype=float) == 0)] = np.nan
+        return values
     if spec.behavior_field is None:
         return None
     values = decimated_behavior(rec, spec.behavior_field, bin_ms)
-    starts = window_start_bins(align_ns, spec.window_ms[0] + spec.behavior_lag_ms, bin_ms)
-    return gather_windows(values, starts, spec.n_bins(bin_ms))
-
-
-def _windows(spec: DatasetSpec, align_ns: np.ndarray, bin_ms: int, forward: bool) -> dict[str, Windows]:
-    start, stop = spec.window_ms
-    windows = {"main": Windows(window_start_bins(align_ns, start, bin_ms), spec.n_bins(bin_ms))}
-    if forward:
-        windows["forward"] = Windows(window_start_bins(align_ns, stop, bin_ms), spec.n_forward_bins(bin_ms))
+    starts = window_start_bins(align_ns, spec.window_ms[0] + spec.behavior_lag_ms, bin_ms) + jitter
+    windows = gather_windows(values, starts, spec.n_bins(bin_ms))
+    # Edges of a continuous session may lack a few bins (NaN, as nlb_tools pads them); a window
+    # with no behaviour at all means the series does not cover the trials.
+    uncovered = np.isnan(windows).all(axis=(1, 2))
+    if uncovered.any():
+        times = rec.behavior[spec.behavior_field].times()
+        raise TensorError(
+            f"{rec.path}: behaviour series {spec.behavior_field!r} ({times[0]:.3f} to {times[-1]:.3f} s) does not "
+            f"cover the windows of trial(s) {_ids(trials, uncovered)} ({spec.window_ms} ms around "
+            f"{spec.align_field}, lagged {spec.behavior_lag_ms} ms); the file's behaviour must span every trial: "
+            "use the complete file, or drop those trials"
+        )
     return windows
+
+
+def jitter_bins(spec: DatasetSpec, trials: pd.DataFrame, bin_ms: int) -> np.ndarray:
+    """Each trial's window shift in bins, nlb_tools 0.0.4's `_prep_jitter`: for trials not in the
+    test split a draw from [0, clip(window - <jitter_field>, 0, jitter_max_ms) / bin) rounded,
+    from numpy's legacy generator seeded 0 (one draw per trial of the set, in table order, as
+    nlb_tools seeds before each set); 0 everywhere for datasets without jitter."""
+    if spec.jitter_field is None:
+        return np.zeros(len(trials), dtype=np.int64)
+    # The test file holds no produced interval; its trials are not jittered.
+    field = (trials[spec.jitter_field].to_numpy(dtype=float) if spec.jitter_field in trials.columns
+             else np.full(len(trials), np.nan))
+    room = np.clip(spec.window_len_ms - field, 0.0, spec.jitter_max_ms)
+    room = np.where(trials["split"].to_numpy() == "test", 0.0, room)
+    if np.isnan(room).any():
+        raise TensorError(f"trial(s) {_ids(trials, np.isnan(room))} have no {spec.jitter_field}, which sets "
+                          f"{spec.name}'s window jitter; the file's trials table must hold it for every train "
+                          "and val trial")
+    high = np.floor(np.round(room / bin_ms, 4))
+    draws = np.random.RandomState(0).random_sample(len(trials))
+    return np.round(draws * high).astype(np.int64)
+
+
+def _check_overlap(spec: DatasetSpec, rec: Recording, trials: pd.DataFrame, align_ns: np.ndarray) -> None:
+    """Windows must not run into the next trial unless the spec allows it (nlb_tools would cut
+    them short and then fail to stack them)."""
+    if spec.allow_overlap or len(trials) < 2:
+        return
+    nan_ns = np.iinfo(np.int64).min
+
+    def as_float(ns: np.ndarray) -> np.ndarray:
+        return np.where(ns == nan_ns, np.nan, ns.astype(float))
+
+    full_next = rec.trials["start_time"].shift(-1).loc[trials.index].to_numpy(dtype=float)
+    next_start = as_float(seconds_to_ns(full_next))
+    align = as_float(align_ns)
+    window_start = align + spec.window_ms[0] * NS_PER_MS
+    window_end = align + spec.window_ms[1] * NS_PER_MS - ONE_US_NS
+    bound = np.fmin(next_start[1:], window_start[1:])
+    overlapping = np.append(window_end[:-1] > bound, False)
+    if overlapping.any():
+        raise TensorError(
+            f"{rec.path}: the windows of trial(s) {_ids(trials, overlapping)} ({spec.window_ms} ms around "
+            f"{spec.align_field}) run into the next trial, and dataset {spec.name!r} does not allow overlapping "
+            "windows; for continuous data set allow_overlap = true in the dataset's spec, else shorten the window"
+        )
+
+
+def _windows(spec: DatasetSpec, align_ns: np.ndarray, bin_ms: int, forward: bool,
+             jitter: np.ndarray | None = None) -> dict[str, Windows]:
+    start, stop = spec.window_ms
+    shift = 0 if jitter is None else jitter
+    windows = {"main": Windows(window_start_bins(align_ns, start, bin_ms) + shift, spec.n_bins(bin_ms))}
+    if forward:
+        windows["forward"] = Windows(window_start_bins(align_ns, stop, bin_ms) + shift, spec.n_forward_bins(bin_ms))
+    return windows
+
+
+def _segment_windows(spec: DatasetSpec, rec: Recording, trials: pd.DataFrame, jitter: np.ndarray,
+                     bin_ms: int) -> tuple[Windows, np.ndarray]:
+    """Where the evaluation segments [start_field, end_field) sit (nlb_tools' make_jagged_array
+    with front padding): each trial's segment ends `jitter` bins before the end of an n-bin
+    window; the window's first bin and which of its bins the segment covers."""
+    assert spec.eval_segment is not None
+    start_field, end_field = spec.eval_segment
+    missing = [name for name in (start_field, end_field) if name not in trials.columns]
+    if missing:
+        raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing}, which bound {spec.name}'s "
+                             "evaluation segments; use a file with the task's trial events")
+    n = spec.n_bins(bin_ms)
+    bw = bin_ms * NS_PER_MS
+    start_ns = seconds_to_ns(trials[start_field].to_numpy(dtype=float))
+    end_ns = seconds_to_ns(trials[end_field].to_numpy(dtype=float))
+    untimed = (start_ns == np.iinfo(np.int64).min) | (end_ns == np.iinfo(np.int64).min)
+    if untimed.any():
+        raise TensorError(f"{rec.path}: evaluation trial(s) {_ids(trials, untimed)} have no {start_field} or "
+                          f"{end_field}, which bound {spec.name}'s evaluation segments; drop those trials or use "
+                          "the complete file")
+    first = ceil_div(start_ns, bw)
+    last = (end_ns - ONE_US_NS) // bw
+    # make_trial_data without allow_overlap: a segment stops where the next evaluation trial begins.
+    full_next = rec.trials["start_time"].shift(-1).loc[trials.index].to_numpy(dtype=float)
+    next_ns = seconds_to_ns(full_next).astype(float)
+    next_ns[~np.isfinite(full_next)] = np.nan
+    bound = np.append(np.fmin(next_ns[1:], start_ns[1:].astype(float)), np.nan)
+    cut = ~np.isnan(bound) & ((end_ns - ONE_US_NS) > bound)
+    last = np.where(cut, np.floor((np.where(cut, bound, 0.0) - ONE_US_NS) / bw).astype(np.int64), last)
+    starts = last - (n - 1) + jitter
+    k = np.arange(n)[None, :]
+    covered = (starts[:, None] + k >= first[:, None]) & (k <= n - 1 - jitter[:, None])
+    return Windows(starts, n), covered
 
 
 def make_tensors(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path | None = None) -> Tensors:
@@ -135,16 +258,21 @@ def make_tensors(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path 
     if not np.array_equal(eval_rec.units.ids[eval_heldin], train_rec.units.ids[heldin]):
         raise TensorError(f"{eval_rec.path}: its held-in units differ from those of {train_rec.path}")
 
-    train_windows = _windows(spec, train_align, bin_ms, forward=True)
+    train_jitter = jitter_bins(spec, chosen.train, bin_ms)
+    eval_jitter = jitter_bins(spec, chosen.eval, bin_ms)
+    _check_overlap(spec, train_rec, chosen.train, train_align)
+    _check_overlap(spec, eval_rec, chosen.eval, eval_align)
+    train_windows = _windows(spec, train_align, bin_ms, forward=True, jitter=train_jitter)
     train_in = spike_tensors(train_rec, heldin, bin_ms, train_windows)
     train_out = spike_tensors(train_rec, heldout, bin_ms, train_windows)
-    eval_in = spike_tensors(eval_rec, eval_heldin, bin_ms, _windows(spec, eval_align, bin_ms, forward=False))
+    eval_in = spike_tensors(eval_rec, eval_heldin, bin_ms,
+                            _windows(spec, eval_align, bin_ms, forward=False, jitter=eval_jitter))
     return Tensors(
         dataset=spec.name, phase=phase, bin_ms=bin_ms,
         train_spikes_heldin=train_in["main"], train_spikes_heldout=train_out["main"],
         train_spikes_heldin_forward=train_in["forward"], train_spikes_heldout_forward=train_out["forward"],
         eval_spikes_heldin=eval_in["main"],
-        train_behavior=_behavior(spec, train_rec, train_align, bin_ms),
+        train_behavior=_behavior(spec, train_rec, chosen.train, train_align, bin_ms, train_jitter),
         train_decode_mask=_decode_mask(spec, chosen.train),
         train_trials=chosen.train.reset_index(drop=True), eval_trials=chosen.eval.reset_index(drop=True),
         heldin_ids=train_rec.units.ids[heldin], heldout_ids=train_rec.units.ids[heldout],
@@ -165,27 +293,37 @@ def make_targets(spec: DatasetSpec, phase: Phase, bin_ms: int, root: str | Path 
     train_align = _align_ns(rec, chosen.train, spec.align_field)
     eval_align = _align_ns(rec, chosen.eval, spec.align_field)
     heldin, heldout = ordered_units(rec, False), ordered_units(rec, True)
-    windows = _windows(spec, eval_align, bin_ms, forward=True)
+    train_jitter = jitter_bins(spec, chosen.train, bin_ms)
+    eval_jitter = jitter_bins(spec, chosen.eval, bin_ms)
+    windows = _windows(spec, eval_align, bin_ms, forward=True, jitter=eval_jitter)
+    covered = None
+    if spec.eval_segment is not None:
+        windows["main"], covered = _segment_windows(spec, rec, chosen.eval, eval_jitter, bin_ms)
     eval_in = spike_tensors(rec, heldin, bin_ms, {"forward": windows["forward"]})
     eval_out = spike_tensors(rec, heldout, bin_ms, windows)
+    if covered is not None:
+        eval_out["main"][~covered] = np.nan
     targets = EvalTargets(
         dataset=spec.name, bin_ms=bin_ms,
         eval_spikes_heldout=eval_out["main"],
         eval_spikes_heldin_forward=eval_in["forward"], eval_spikes_heldout_forward=eval_out["forward"],
-        train_behavior=_behavior(spec, rec, train_align, bin_ms),
-        eval_behavior=_behavior(spec, rec, eval_align, bin_ms),
+        train_behavior=_behavior(spec, rec, chosen.train, train_align, bin_ms, train_jitter),
+        eval_behavior=_behavior(spec, rec, chosen.eval, eval_align, bin_ms, eval_jitter),
         train_decode_mask=_decode_mask(spec, chosen.train), eval_decode_mask=_decode_mask(spec, chosen.eval),
     )
     if include_psth and spec.psth_conditions:
         considered = rec.trials["split"].isin(("train", "val")).to_numpy()
         trials = rec.trials[considered]
-        psth = condition_psth(
+        make_psth = segment_psth if spec.eval_segment is not None else condition_psth
+        psth = make_psth(
             rec, spec, bin_ms, trials,
             train_mask=(trials["split"] == "train").to_numpy(), eval_mask=(trials["split"] == "val").to_numpy(),
         )
         targets.psth = psth.psth
         targets.train_cond_idx = psth.train_cond_idx
         targets.eval_cond_idx = psth.eval_cond_idx
+        if spec.jitter_field is not None:
+            targets.eval_jitter = eval_jitter
     return targets
 
 
@@ -199,8 +337,9 @@ def _truth_windows(path: Path, part: Part, values: Values, rec: Recording, trial
     """The truth's values cut to the trials' main and forward windows at `bin_ms`."""
     rows = rec.trials.index.get_indexer(trials.index)
     align = _align_ns(rec, trials, spec.align_field)
+    windows = _windows(spec, align, bin_ms, forward=True, jitter=jitter_bins(spec, trials, bin_ms))
     return {name: read_windows(path, part, values, rows, window.starts, window.n_bins, bin_ms, unit_ids)
-            for name, window in _windows(spec, align, bin_ms, forward=True).items()}
+            for name, window in windows.items()}
 
 
 def make_true_rates(spec: DatasetSpec, tensors: Tensors, root: str | Path | None = None) -> TrueRates | None:
@@ -233,9 +372,14 @@ def _synthetic_test_targets(spec: DatasetSpec, bin_ms: int, root: str | Path | N
     units = np.concatenate([heldin_ids, heldout_ids])
     spikes = _truth_windows(path, "test", "spikes_all", chosen.eval_rec, chosen.eval, spec, bin_ms, units)
     n_heldin = len(heldin_ids)
+    main = spikes["main"][..., n_heldin:]
+    if spec.eval_segment is not None:
+        _, covered = _segment_windows(spec, chosen.eval_rec, chosen.eval, np.zeros(len(chosen.eval), np.int64),
+                                      bin_ms)
+        main[~covered] = np.nan
     return EvalTargets(
         dataset=spec.name, bin_ms=bin_ms,
-        eval_spikes_heldout=spikes["main"][..., n_heldin:],
+        eval_spikes_heldout=main,
         eval_spikes_heldin_forward=spikes["forward"][..., :n_heldin],
         eval_spikes_heldout_forward=spikes["forward"][..., n_heldin:],
     )

@@ -82,6 +82,100 @@ def window_lengths(trials: pd.DataFrame, included: np.ndarray, align_ns: np.ndar
     return lengths
 
 
+def segment_psth(rec: Recording, spec: DatasetSpec, bin_ms: int, trials: pd.DataFrame,
+                 train_mask: np.ndarray, eval_mask: np.ndarray) -> PsthTargets:
+    """PSTHs over each trial's evaluation segment [start_field, end_field) (`spec.eval_segment`),
+    as nlb_tools makes DMFC_RSG's: segments aligned at their end (rows are bins from the end
+    field's bin, `align_time`), trials marked by `spec.outlier_field` left out, per condition the
+    trials shorter than 0.8 of its mean length dropped, the mean over the trials present in each
+    row, its last (shortest kept trial's length) rows kept and front-padded with NaN to the
+    window's length."""
+    assert spec.eval_segment is not None
+    start_field, end_field = spec.eval_segment
+    fields = list(spec.psth_conditions)
+    missing = [f for f in fields + [start_field, end_field] if f not in trials.columns]
+    if missing:
+        raise NWBFormatError(f"{rec.path}: trials table lacks column(s) {missing} needed for PSTHs")
+    n = spec.n_bins(bin_ms)
+    bw = bin_ms * NS_PER_MS
+    nan_ns = np.iinfo(np.int64).min
+    keys = [tuple(v) for v in trials[fields].to_numpy(dtype=object).tolist()]
+    complete = ~pd.isna(trials[fields]).any(axis=1).to_numpy()
+    conditions = sorted({k for k, ok in zip(keys, complete) if ok})
+    outlier = (trials[spec.outlier_field].to_numpy(float) == 1) if spec.outlier_field else np.zeros(len(trials), bool)
+    start_ns = seconds_to_ns(trials[start_field].to_numpy(float))
+    end_ns = seconds_to_ns(trials[end_field].to_numpy(float))
+    timed = (start_ns != nan_ns) & (end_ns != nan_ns)
+    first = ceil_div(np.where(timed, start_ns, 0), bw)
+    anchor = ceil_div(np.where(timed, end_ns, 0), bw)
+    last_ns = np.where(timed, end_ns, 0) - ONE_US_NS
+    next_start = seconds_to_ns(trials["start_time"].to_numpy(float)).astype(float)
+    next_start = np.append(next_start[1:], np.nan)
+    next_start[next_start == float(nan_ns)] = np.nan
+
+    kept_sets: list[np.ndarray] = []
+    kept_lengths: list[np.ndarray] = []
+    for comb in conditions:
+        member = complete & ~outlier & np.array([k == comb for k in keys]) & timed
+        if not member.any():
+            continue
+        rows = np.flatnonzero(member)
+        # make_trial_data without allow_overlap: a segment stops where the next member begins.
+        bound = np.full(len(rows), np.nan)
+        bound[:-1] = np.fmin(next_start[rows[1:]], start_ns[rows[1:]].astype(float))
+        end = last_ns[rows].astype(float)
+        cut = ~np.isnan(bound) & (end > bound)
+        last = np.where(cut, np.floor((np.where(cut, bound, 0) - ONE_US_NS) / bw), end // bw).astype(np.int64)
+        lengths = np.zeros(len(trials), dtype=np.int64)
+        lengths[rows] = np.maximum(last - first[rows] + 1, 0)
+        present = member & (lengths > 0)
+        kept_sets.append(present & (lengths >= 0.8 * lengths[present].mean()))
+        kept_lengths.append(lengths)
+    if not kept_sets:
+        raise NWBFormatError(f"{rec.path}: no trial has a complete condition and a {start_field}..{end_field} "
+                             "segment for the PSTHs")
+
+    trial_rows = np.concatenate([np.flatnonzero(kept) for kept in kept_sets])
+    row0 = first[trial_rows] - anchor[trial_rows]
+    layout = _Layout(
+        trial_rows=trial_rows,
+        condition=np.concatenate([np.full(kept.sum(), c) for c, kept in enumerate(kept_sets)]),
+        first_ms=first[trial_rows] * bin_ms,
+        row=row0 - row0.min(),
+        length=np.concatenate([lengths[kept] for kept, lengths in zip(kept_sets, kept_lengths)]),
+    )
+    longest = int(layout.length.max())
+    n_rows = int((layout.row + layout.length).max())
+    units = np.concatenate([ordered_units(rec, False), ordered_units(rec, True)])
+    sums = np.zeros((len(kept_sets), n_rows, len(units)))
+    counts = np.zeros_like(sums)
+    _accumulate(unit_spikes(rec, units), layout, gaussian_kernel(spec.psth_kern_sd_ms), longest, bin_ms, sums,
+                counts)
+    psths = []
+    for c in range(len(kept_sets)):
+        mine = layout.condition == c
+        present_rows = np.zeros(n_rows, dtype=bool)
+        for row, length in zip(layout.row[mine], layout.length[mine]):
+            present_rows[row: row + length] = True
+        rows = np.flatnonzero(present_rows)[-int(layout.length[mine].min()):]
+        if len(rows) > n:
+            raise NWBFormatError(f"{rec.path}: {start_field}..{end_field} segments of condition {conditions[c]} "
+                                 f"are all longer than the {spec.window_len_ms} ms window")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sums[c, rows] / counts[c, rows]
+        psths.append(np.vstack([np.full((n - len(rows), mean.shape[1]), np.nan), mean]))
+    has_align = seconds_to_ns(trials[spec.align_field].to_numpy(float)) != nan_ns
+
+    def positions(mask: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(kept[mask & has_align])
+
+    return PsthTargets(
+        psth=np.stack(psths),
+        train_cond_idx=[positions(train_mask, kept) for kept in kept_sets],
+        eval_cond_idx=[positions(eval_mask, kept) for kept in kept_sets],
+    )
+
+
 def _segments(observed: np.ndarray) -> np.ndarray:
     """Id of the observed stretch each ms belongs to (1, 2, ...), 0 where unobserved."""
     starts = observed & ~np.concatenate([[False], observed[:-1]])
@@ -189,7 +283,10 @@ def _accumulate(spikes: list[UnitSpikes], layout: _Layout, kernel: np.ndarray, n
     n_rows = sums.shape[1]
     # Regular windows (full length, observed throughout, inside one observed stretch) are summed
     # per (condition, first row) group before smoothing.
-    group_keys, group = np.unique(layout.condition * n_rows + layout.row, return_inverse=True)
+    # Groups share condition, first row and length (windows cut short are regular too when they
+    # lie in one observed stretch: only their first `length` bins are added).
+    group_id = (layout.condition * n_rows + layout.row) * (n + 1) + layout.length
+    group_keys, group = np.unique(group_id, return_inverse=True)
     cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     summed = np.zeros((min(_UNITS_PER_PRODUCT, len(spikes)), len(group_keys), width))
     for chunk_start in range(0, len(spikes), _UNITS_PER_PRODUCT):
@@ -213,10 +310,11 @@ def _accumulate(spikes: list[UnitSpikes], layout: _Layout, kernel: np.ndarray, n
         # One product for many units: small matrix products are far slower per flop.
         binned = (summed[: len(chunk)].reshape(-1, width) @ matrix).reshape(len(chunk), len(group_keys), n)
         for g, key in enumerate(group_keys):
-            c, row = divmod(int(key), n_rows)
+            place, length = divmod(int(key), n + 1)
+            c, row = divmod(place, n_rows)
             units = slice(chunk_start, chunk_start + len(chunk))
-            sums[c, row: row + n, units] += binned[:, g].T
-            counts[c, row: row + n, units] += members[:, g]
+            sums[c, row: row + length, units] += binned[:, g, :length].T
+            counts[c, row: row + length, units] += members[:, g]
 
 
 def _regular_windows(observed: np.ndarray, layout: _Layout, n: int, bin_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -227,7 +325,8 @@ def _regular_windows(observed: np.ndarray, layout: _Layout, n: int, bin_ms: int)
     inside = (window_idx >= 0) & (window_idx < len(segments))
     window_seg = np.where(inside, segments[np.clip(window_idx, 0, len(segments) - 1)], 0)
     own_seg = window_seg[:, 0]
-    regular = (layout.length == n) & (own_seg > 0) & (window_seg == own_seg[:, None]).all(axis=1)
+    in_length = np.arange(n * bin_ms)[None, :] < (layout.length * bin_ms)[:, None]
+    regular = (layout.length > 0) & (own_seg > 0) & ((window_seg == own_seg[:, None]) | ~in_length).all(axis=1)
     return segments, own_seg, regular
 
 

@@ -35,6 +35,10 @@ from ...data.paths import TRUTH_FILE, DatasetFiles, data_dir, dataset_files
 from ...data.truth import write_truth
 from . import area2, chaotic_rnn, lorenz, maze
 from .common import GeneratedDataset, SyntheticDataError, generator_counts
+from .rsg import VERSION as RSG_VERSION
+from .rsg import generate_rsg
+from .rtt import VERSION as RTT_VERSION
+from .rtt import generate_rtt
 
 GENERATORS: dict[str, Callable[[DatasetSpec, int], GeneratedDataset]] = {
     "maze": maze.generate_maze,
@@ -42,6 +46,8 @@ GENERATORS: dict[str, Callable[[DatasetSpec, int], GeneratedDataset]] = {
     "chaotic_rnn": chaotic_rnn.generate_chaotic_rnn,
     "chaotic_rnn_inputs": chaotic_rnn.generate_chaotic_rnn_inputs,
     "lorenz": lorenz.generate_lorenz,
+    "rtt": generate_rtt,
+    "rsg": generate_rsg,
 }
 # Each generator module's VERSION: a dataset made by another version of its generator is
 # regenerated (with its own settings) when it is next used. A generator's version rises whenever
@@ -52,9 +58,12 @@ GENERATOR_VERSIONS: dict[str, int] = {
     "chaotic_rnn": chaotic_rnn.VERSION,
     "chaotic_rnn_inputs": chaotic_rnn.VERSION,
     "lorenz": lorenz.VERSION,
+    "rtt": RTT_VERSION,
+    "rsg": RSG_VERSION,
 }
 _GENERATOR_ARGS = {"maze": {"size", "seed"}, "area2": {"seed"}, "chaotic_rnn": {"size", "seed"},
                    "chaotic_rnn_inputs": {"size", "seed"}, "lorenz": {"size", "seed"}}
+_GENERATOR_ARGS.update({"rtt": {"size", "seed"}, "rsg": {"size", "seed"}})
 MANIFEST_FILE = "manifest.json"
 # What the true rates score, computed from the finished dataset (scoring/ceilings.py) and kept in
 # its folder; the folder of a regenerated dataset starts without it.
