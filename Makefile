@@ -43,6 +43,7 @@ yu2009: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_tensors.py
+	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_gpfa.py
 	$(BIN)/python benchmarks/bench_lfads.py --peer lfads-torch

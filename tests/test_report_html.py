@@ -26,7 +26,7 @@ from nlb_suite.report.loading import View, gather_view
 from nlb_suite.report.published import PUBLISHED_LABEL, published_results
 from nlb_suite.report.tables import TableKey, format_value
 from nlb_suite.report.views import (
-    inputs_around_bump,
+    inputs_around_event,
     psth_comparison,
     single_trials,
     training_histories,
@@ -41,7 +41,7 @@ KEY = TableKey(DATASET, "val", BIN_MS)
 MODELS = {"smoothing": {}, "kalman": {"latent_dim": 6}}
 DRAWN = ["Leaderboard chart", "Single trials", "PSTHs per condition", "Latent trajectories", "Rotations: the top jPC plane",
          "Behaviour: decoded hand velocity"]
-OMITTED_WITHOUT_LFADS = ["Inferred inputs around the bump", "Training curves"]
+OMITTED_WITHOUT_LFADS = ["Inferred inputs around the unpredictable input", "Training curves"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -202,7 +202,7 @@ def test_inferred_inputs_are_aligned_on_the_bump(view: View) -> None:
                         -get_spec(DATASET).window_ms[0] // BIN_MS)
     step = (np.arange(tensors.n_bins)[None, :] >= step_bin[:, None]).astype(np.float32)[..., None]
     with_inputs = replace(view, runs=[replace(view.runs[0], latents={"eval_inputs": step})])
-    aligned = inputs_around_bump(with_inputs)
+    aligned = inputs_around_event(with_inputs)
     run = aligned.runs[0]
     assert run.at_event.shape[0] == int(trials["bump_time"].notna().sum())
     assert run.at_alignment.shape[0] == int(trials["bump_time"].isna().sum())

@@ -170,3 +170,25 @@ def _check_pair(spikes: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, n
     if spikes.shape[1] < 2:
         raise ModelError("KalmanVelocityDecoder: trials need at least 2 bins")
     return spikes, velocity
+
+
+def input_response(inputs: np.ndarray, event_bins: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """Per trial, the mean square of the inferred inputs (trials, bins, input dims) over the bins
+    `event_bin + lags` that lie in the window: how strongly the inputs move at the event."""
+    segments = aligned_segments(inputs, event_bins, lags)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.nanmean(segments**2, axis=(1, 2)), dtype=np.float64)
+
+
+def detection_auc(with_event: np.ndarray, without: np.ndarray, weights_with: np.ndarray | None = None,
+                  weights_without: np.ndarray | None = None) -> np.ndarray:
+    """Area under the ROC curve of telling trials with an event from trials without by a score:
+    the chance that a trial with it scores higher than one without (ties count half), the
+    Mann-Whitney statistic. Weights (resamples, trials) give one AUC per resample (a bootstrap
+    that draws trial i w_i times); without weights, one AUC (shape ())."""
+    higher = (with_event[:, None] > without[None, :]) + 0.5 * (with_event[:, None] == without[None, :])
+    if weights_with is None or weights_without is None:
+        return np.asarray(higher.mean())
+    pairs = np.einsum("bi,ij,bj->b", weights_with, higher, weights_without)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(pairs / (weights_with.sum(axis=1) * weights_without.sum(axis=1)))

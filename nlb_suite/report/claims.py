@@ -15,8 +15,15 @@ with bootstrap 95% intervals over the evaluation trials, and whether each holds 
    that explained by the best unconstrained ones; eval trials are resampled within conditions.
    Holds where the fraction is at least 0.5 (rotation is most of the dynamics) and its interval's
    lower end is above 0.25.
+4. Inferred inputs (the paper's test on the chaotic RNN with input pulses): on a dataset whose
+   trials time an input nothing before it predicts (`views.INPUT_EVENT_FIELDS`: the pulse of
+   synth_chaotic_rnn_inputs, the bump of synth_area2), a model's inferred inputs move at the event:
+   the mean square of the inputs over the `INPUT_RESPONSE_MS` after it tells trials with the event
+   from trials without (scored at the same bins, those of the trials with one, in turn), measured
+   as the area under the ROC curve; eval trials are resampled within each group. Holds where the
+   AUC is at least 0.75 and its interval's lower end is above 0.5 (chance).
 
-Rows 2 and 3 apply to real datasets too (they need no truth).
+Rows 2, 3 and 4 apply to real datasets too (they need no truth).
 """
 
 from __future__ import annotations
@@ -31,22 +38,37 @@ import numpy as np
 from ..outputs.results import RunRecord
 from ..scoring.bootstrap import Interval, bias_corrected_interval, rate_r2_samples, trial_resamples, velocity_r2_samples
 from ..scoring.metrics import rate_r2
-from .analysis import kalman_decoded, ridge_decoded
+from .analysis import detection_auc, input_response, kalman_decoded, ridge_decoded
 from .jpca import JpcaError
 from .loading import PieceMissing, View, gather_view
 from .tables import TableKey
-from .views import condition_jpca, condition_means, jpca_inputs, paired_latents, rotations
+from .views import (
+    INPUTS_KEY,
+    condition_jpca,
+    condition_means,
+    input_event,
+    jpca_inputs,
+    paired_latents,
+    rotations,
+    time_axis,
+)
 
 CLAIMS = {
     1: "single-trial rates closer to the true rates than smoothing's (paper: rate R2 0.85 vs ~0.4)",
     2: "velocity decoded from the model beats the Kalman-filter decoder on spikes by 20-50% (Wu et al. 2006)",
     3: "condition-averaged latents rotate: skew-symmetric dynamics explain most of their change (jPCA)",
+    4: "inferred inputs mark the unpredictable input: trials with it told from trials without (ROC AUC)",
 }
 SMOOTHING = "smoothing"
 DECODING_RATIO_HOLDS = 1.2
 ROTATION_FRACTION_HOLDS = 0.5
 ROTATION_FRACTION_FLOOR = 0.25
 N_BOOT = 200
+# The inputs after an event: the chaotic RNN's pulse lasts 10 ms and moves the state for about
+# its time constant (25 ms); the bump's force lasts 125 ms. 100 ms covers the pulse's effect and
+# most of the bump's onset, and the controller's lag of a bin or two.
+INPUT_RESPONSE_MS = (0, 100)
+DETECTION_AUC_HOLDS = 0.75
 
 
 @dataclass(frozen=True)
@@ -148,6 +170,30 @@ def _rotation_rows(view: View, rng: np.random.Generator) -> list[ClaimRow]:
     return rows
 
 
+def _input_rows(view: View, rng: np.random.Generator) -> list[ClaimRow]:
+    event = input_event(view)
+    if not event.without.any():
+        raise PieceMissing(f"every eval trial has a {event.name}: none to tell them from")
+    bin_ms = time_axis(view).bin_ms
+    lags = np.arange(INPUT_RESPONSE_MS[0] // bin_ms, -(-INPUT_RESPONSE_MS[1] // bin_ms))
+    # Trials without the event are scored at the event bins of the trials with one, in turn.
+    pseudo_bins = np.resize(event.event_bins, int(event.without.sum()))
+    n_with, n_without = len(event.event_bins), len(pseudo_bins)
+    weights_with, weights_without = trial_resamples(n_with, N_BOOT, rng), trial_resamples(n_without, N_BOOT, rng)
+    rows = []
+    for run in event.runs:
+        inputs = run.latents[INPUTS_KEY].astype(np.float64)
+        at_event = input_response(inputs[event.with_event], event.event_bins, lags)
+        at_pseudo = input_response(inputs[event.without], pseudo_bins, lags)
+        auc = float(detection_auc(at_event, at_pseudo))
+        interval = _interval(detection_auc(at_event, at_pseudo, weights_with, weights_without), auc)
+        rows.append(ClaimRow(4, run.label, f"mean square inferred input {INPUT_RESPONSE_MS[0]}-{INPUT_RESPONSE_MS[1]} "
+                                           f"ms after the {event.name} ({n_with} trials) against the same bins of "
+                                           f"{n_without} trials without: ROC AUC", auc, interval,
+                             bool(auc >= DETECTION_AUC_HOLDS and interval.low > 0.5)))
+    return rows
+
+
 def measure_claims(view: View, seed: int = 0) -> Claims:
     """The claims table of one leaderboard's runs (see the module docstring)."""
     view.require_runs()
@@ -158,7 +204,7 @@ def measure_claims(view: View, seed: int = 0) -> Claims:
     notes: list[str] = []
     measures: list[tuple[int, Callable[[], list[ClaimRow]]]] = [
         (1, lambda: _rates_rows(view, counts)), (2, lambda: _decoding_rows(view, counts)),
-        (3, lambda: _rotation_rows(view, rng))]
+        (3, lambda: _rotation_rows(view, rng)), (4, lambda: _input_rows(view, rng))]
     for number, measure in measures:
         try:
             rows += measure()

@@ -36,8 +36,8 @@ from .loading import PieceMissing, View, gather_view, repeated_models, run_label
 from .published import PUBLISHED_LABEL
 from .tables import RUN_HERE_LABEL, TableKey, best_rows, format_value, leaderboard, shown_metrics, table_keys
 from .views import (
-    BUMP_WINDOW_MS,
-    inputs_around_bump,
+    EVENT_WINDOW_MS,
+    inputs_around_event,
     latent_trajectories,
     psth_comparison,
     rotations,
@@ -140,12 +140,12 @@ def _velocity(view: View, colors: Colors) -> tuple[bytes, str]:
 
 
 def _inputs(view: View, colors: Colors) -> tuple[bytes, str]:
-    data = inputs_around_bump(view)
+    data = inputs_around_event(view)
     caption = (
-        f"Inferred inputs of the eval trials with a {data.event}, {BUMP_WINDOW_MS[0]} to {BUMP_WINDOW_MS[1]} ms "
+        f"Inferred inputs of the eval trials with a {data.event}, {EVENT_WINDOW_MS[0]} to {EVENT_WINDOW_MS[1]} ms "
         f"around its onset (thin: up to {figures.SHOWN_EVENT_TRIALS} single trials; thick: mean), and the mean over "
-        f"trials without one around {data.alignment} (grey). The bump is an input nothing before it predicts, "
-        "so a controller that captures it shows a deflection after 0 ms."
+        f"trials without one around {data.alignment} (grey). The {data.event} is an input nothing before it "
+        "predicts, so a controller that captures it shows a deflection after 0 ms."
     )
     return figures.inputs_figure(data, colors), caption
 
@@ -176,7 +176,7 @@ FIGURE_BUILDERS: tuple[tuple[str, FigureBuilder], ...] = (
     ("Latent trajectories", _trajectories),
     ("Rotations: the top jPC plane", _rotations),
     ("Behaviour: decoded hand velocity", _velocity),
-    ("Inferred inputs around the bump", _inputs),
+    ("Inferred inputs around the unpredictable input", _inputs),
     ("Training curves", _training_curves),
 )
 

@@ -20,9 +20,11 @@ from .loading import PieceMissing, RunOutputs, TrainingHistory, View
 # states of GPFA and the Kalman-filter model.
 TRAJECTORY_SOURCES = (latent_key("eval", LatentKind.FACTORS), latent_key("eval", LatentKind.STATES))
 INPUTS_KEY = latent_key("eval", LatentKind.INPUTS)
-BUMP_FIELD = "bump_time"
-# Window around the bump for the inferred-input figure: the input should be silent before it.
-BUMP_WINDOW_MS = (-100, 300)
+# Trial columns that time an input nothing before it predicts: the bump of synth_area2 (and
+# Area2_Bump), the pulse of synth_chaotic_rnn_inputs. The first one a dataset's trials have is used.
+INPUT_EVENT_FIELDS = ("bump_time", "pulse_time")
+# Window around the event for the inferred-input figure: the input should be silent before it.
+EVENT_WINDOW_MS = (-100, 300)
 VELOCITY_CHANNELS = ("x", "y")
 
 
@@ -276,34 +278,56 @@ def velocity_comparison(view: View, n_trials: int = 3) -> VelocityComparison:
     )
 
 
-def inputs_around_bump(view: View) -> InputsAroundEvent:
-    """LFADS inferred inputs around each bump (trials with a `bump_time`), and on the trials
-    without a bump around the alignment event, for comparison."""
+@dataclass(frozen=True)
+class InputEvent:
+    """The eval trials' unpredictable input event: its name ("bump", "pulse"), which trials have it
+    inside their window and in which bin, and which trials have none (the event time is NaN)."""
+
+    name: str
+    with_event: np.ndarray  # bool over eval trials
+    event_bins: np.ndarray  # (with_event.sum(),) bin of the event in the trial window
+    without: np.ndarray  # bool over eval trials
+    runs: list[RunOutputs]  # the runs that saved inferred inputs
+
+
+def input_event(view: View) -> InputEvent:
+    """Where the unpredictable input (`INPUT_EVENT_FIELDS`) falls in each eval trial, and the runs
+    with inferred inputs to compare with it."""
     tensors = view.require_tensors()
     runs = view.require_runs()
     assert view.spec is not None
     trials = tensors.eval_trials
-    if BUMP_FIELD not in trials.columns:
-        raise PieceMissing(f"the trials have no {BUMP_FIELD} (only bump datasets such as synth_area2 do)")
+    field = next((name for name in INPUT_EVENT_FIELDS if name in trials.columns), None)
+    if field is None:
+        raise PieceMissing(f"the trials have none of {', '.join(INPUT_EVENT_FIELDS)} (only datasets with "
+                           "unpredictable inputs, such as synth_area2 and synth_chaotic_rnn_inputs, do)")
+    name = field.removesuffix("_time")
     with_inputs = [run for run in runs if INPUTS_KEY in run.latents]
     if not with_inputs:
         raise PieceMissing(f"no run saved inferred inputs ({INPUTS_KEY}; LFADS with a controller does)")
     axis = time_axis(view)
     window_start_s = trials[view.spec.align_field].to_numpy(float) + axis.start_ms / 1000
-    bump_ms = (trials[BUMP_FIELD].to_numpy(float) - window_start_s) * 1000
-    bumped = np.isfinite(bump_ms) & (bump_ms >= 0) & (bump_ms < tensors.n_bins * axis.bin_ms)
-    unbumped = np.isnan(bump_ms)
-    if not bumped.any():
-        raise PieceMissing("no eval trial has a bump inside its window")
-    lags = np.arange(BUMP_WINDOW_MS[0] // axis.bin_ms, BUMP_WINDOW_MS[1] // axis.bin_ms + 1)
-    bump_bins = np.floor(bump_ms[bumped] / axis.bin_ms).astype(np.intp)
-    alignment_bins = np.full(int(unbumped.sum()), axis.event_bin, dtype=np.intp)
+    event_ms = (trials[field].to_numpy(float) - window_start_s) * 1000
+    with_event = np.isfinite(event_ms) & (event_ms >= 0) & (event_ms < tensors.n_bins * axis.bin_ms)
+    if not with_event.any():
+        raise PieceMissing(f"no eval trial has a {name} inside its window")
+    event_bins = np.floor(event_ms[with_event] / axis.bin_ms).astype(np.intp)
+    return InputEvent(name, with_event, event_bins, np.isnan(event_ms), with_inputs)
+
+
+def inputs_around_event(view: View) -> InputsAroundEvent:
+    """LFADS inferred inputs around each unpredictable input event (a bump or a pulse), and on the
+    trials without one around the alignment event, for comparison."""
+    event = input_event(view)
+    axis = time_axis(view)
+    lags = np.arange(EVENT_WINDOW_MS[0] // axis.bin_ms, EVENT_WINDOW_MS[1] // axis.bin_ms + 1)
+    alignment_bins = np.full(int(event.without.sum()), axis.event_bin, dtype=np.intp)
     aligned = [
-        EventAligned(run.label, aligned_segments(run.latents[INPUTS_KEY][bumped], bump_bins, lags),
-                     aligned_segments(run.latents[INPUTS_KEY][unbumped], alignment_bins, lags))
-        for run in with_inputs
+        EventAligned(run.label, aligned_segments(run.latents[INPUTS_KEY][event.with_event], event.event_bins, lags),
+                     aligned_segments(run.latents[INPUTS_KEY][event.without], alignment_bins, lags))
+        for run in event.runs
     ]
-    return InputsAroundEvent(event="bump", alignment=axis.event, lags_ms=lags * axis.bin_ms, runs=aligned)
+    return InputsAroundEvent(event=event.name, alignment=axis.event, lags_ms=lags * axis.bin_ms, runs=aligned)
 
 
 def training_histories(view: View) -> dict[str, TrainingHistory]:
