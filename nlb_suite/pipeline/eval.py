@@ -136,17 +136,18 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
              overrides: list[str] | dict[str, Any] | None = None, root: str | Path | None = None,
              fetch: bool = True, submissions_dir: Path = DEFAULT_SUBMISSIONS, results: str | Path | None = None,
              n_boot: int = 1000, record: bool = True, resume: bool = False,
-             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True) -> EvalRun:
+             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True, name_suffix: str = "") -> EvalRun:
     """Fit `model` on `dataset` and, in the val phase (or on synthetic data), score it and append
     a results record. `use_tables=False` ignores the dataset's own tables in the model's TOML.
 
     A model that checkpoints its training does so under `checkpoints_dir`, in a folder of this
-    run name and hyperparameters; `resume` continues an interrupted run from there."""
+    run name and hyperparameters; `resume` continues an interrupted run from there. `name_suffix`
+    is added to the run name of its submission and checkpoints (one seed of several: `_seed1`)."""
     spec = get_spec(dataset)
     check_phase(phase)
     spec.check_bin(bin_ms)
     settings = configure(model, spec, bin_ms, overrides, use_tables)
-    name = run_name(spec, phase, bin_ms, model)
+    name = run_name(spec, phase, bin_ms, model) + name_suffix
     checkpoints = _prepare_checkpoints(settings, model, checkpoint_folder(checkpoints_dir, name,
                                                                           settings.hyperparameters), resume)
     ensure_dataset(spec, root, fetch)
@@ -163,7 +164,7 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     targets = make_targets(spec, phase, bin_ms, root) if phase == "val" or spec.source == "synthetic" else None
     seed = settings.hyperparameters.get(SEED)
 
-    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
+    path = Path(submissions_dir) / f"{name}.h5"
     write_submission(path, {spec.result_name(bin_ms): rates})
     curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
     latents = write_artifacts(latents_path(path), rates.latents, curves)
