@@ -22,7 +22,7 @@ def mask_span(max_span: int, progress: float, ramp_start: float, ramp_end: float
         return 1
     if progress >= ramp_end or ramp_end <= ramp_start:
         return max_span
-    return 1 + int((max_span - 1) * (progress - ramp_start) / (ramp_end - ramp_start))
+    return 1 + round((max_span - 1) * (progress - ramp_start) / (ramp_end - ramp_start))
 
 
 def masked_bins(n_trials: int, n_bins: int, ratio: float, span: int,
