@@ -157,3 +157,17 @@ def test_latents_are_the_last_layer_states_over_the_trial_window() -> None:
     assert rates.latents["eval_latents"].shape == (8, 12, width)
     assert rates.latents["train_latents"].shape == (30, 12, width)
     assert rates.eval_rates_heldout_forward.shape == (8, 3, tensors.n_heldout)
+
+
+def test_explicit_attention_equals_sdpa_without_dropout() -> None:
+    from nlb_suite.models.ndt.network import attention
+
+    torch.manual_seed(2)
+    query, key, value = (torch.randn(3, 2, 11, 5) for _ in range(3))
+    mask = band_mask(11, 2, 4)
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    torch.manual_seed(0)
+    # dropout 1e-12 takes the explicit path and drops (almost surely) nothing
+    explicit = attention(query, key, value, mask, 1e-12)
+    torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attention(query, key, value, mask, 0.0), expected)

@@ -1,8 +1,7 @@
 """The NDT / STNDT network: spikes per bin -> pre-norm transformer layers -> Poisson log-rates.
 
-Attention is `torch.nn.functional.scaled_dot_product_attention` with a boolean band mask (each
-bin sees `context_backward` bins before it and `context_forward` after it); with no limit the
-mask is left out. Measured against a plain `nn.TransformerEncoder` of the same sizes in
+Attention (`attention`) is limited by a boolean band mask (each bin sees `context_backward` bins
+before it and `context_forward` after it); with no limit the mask is left out. Measured against a plain `nn.TransformerEncoder` of the same sizes in
 `benchmarks/bench_ndt.py` (see its docstring for the numbers and what else was tried).
 
 STNDT layers add spatial attention: the hidden channels (the units, without an embedding) are
@@ -35,6 +34,20 @@ def band_mask(n_steps: int, backward: int, forward: int) -> Tensor | None:
     if forward >= 0:
         allowed &= j <= i + forward
     return allowed
+
+
+def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, dropout: float) -> Tensor:
+    """Scaled dot-product attention, (batch, heads, steps, dims) each; `mask` bool, True where
+    allowed. Without dropout, `scaled_dot_product_attention` (its fused CPU kernel: 3-4x faster
+    than the explicit product on the MC_Maze shape); with dropout on the attention weights, the
+    explicit softmax-dropout-product, because SDPA's dropout path on the CPU measured 1.3-4x
+    slower than it (benchmarks/bench_ndt.py's docstring has the figures)."""
+    if dropout == 0.0:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    weights = query @ key.transpose(-2, -1) * query.shape[-1] ** -0.5
+    if mask is not None:
+        weights = weights.masked_fill(~mask, float("-inf"))
+    return F.dropout(torch.softmax(weights, dim=-1), dropout) @ value
 
 
 def hidden_size(config: NDTConfig, n_inputs: int) -> int:
@@ -71,8 +84,7 @@ class EncoderLayer(nn.Module):
         batch, steps, width = x.shape
         heads = self.n_heads
         qkv = self.qkv(self.norm_attention(x)).view(batch, steps, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask,
-                                                  dropout_p=self.attention_dropout if self.training else 0.0)
+        attended = attention(qkv[0], qkv[1], qkv[2], mask, self.attention_dropout if self.training else 0.0)
         x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, steps, width)))
         if self.spatial:
             states = self.norm_spatial(x)
