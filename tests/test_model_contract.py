@@ -34,6 +34,12 @@ FAST: dict[str, dict[str, Any]] = {
     "lfads": {"ic_enc_dim": 16, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 2, "ic_dim": 8, "gen_dim": 16,
               "fac_dim": 4, "batch_size": 16, "max_epochs": 30, "patience": 30, "kl_increase_epoch": 5,
               "l2_increase_epoch": 5, "lr": 0.01, "n_samples": 4},
+    "ndt": {"n_layers": 1, "ff_dim": 32, "batch_size": 16, "max_epochs": 60, "patience": 60, "lr": 5e-3,
+            "dropout": 0.1, "dropout_attention": 0.1, "dropout_embedding": 0.1, "dropout_rates": 0.1,
+            "warmup_fraction": 0.05},
+    "stndt": {"n_layers": 1, "ff_dim": 32, "batch_size": 16, "max_epochs": 60, "patience": 60, "lr": 5e-3,
+              "dropout": 0.1, "dropout_attention": 0.1, "dropout_embedding": 0.1, "dropout_rates": 0.1,
+              "warmup_fraction": 0.05},
 }
 # Each model must beat the mean-rate null (co-bps 0 by construction) on the held-out units.
 MODELS = [name for name in model_names() if name in FAST or model_class(name).__module__.startswith("nlb_suite")]

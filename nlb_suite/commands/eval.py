@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..outputs.locations import CHECKPOINTS, SUBMISSIONS
 from ._common import add_bin, add_dataset, add_out, add_overrides, add_phase, add_results, chosen_dataset
+
+if TYPE_CHECKING:
+    from ..scoring import Scores
 
 NAME = "eval"
 HELP = "fit a model, write its submission, score it (val phase; test phase on synthetic data) and record the run"
@@ -25,28 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted training run from its last checkpoint "
                              f"(in {CHECKPOINTS}/<run name>_<hyperparameter hash>/)")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="run the model at N seeds (its seed, seed + 1, ...; submissions <run name>_seed<k>) "
+                             "and record their ensemble too (default: 1, one run)")
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..pipeline import run_eval
-
-    result = run_eval(
-        chosen_dataset(args), args.model, phase=args.phase, bin_ms=args.bin_ms, overrides=args.overrides,
-        root=args.data_dir, fetch=not args.no_fetch, submissions_dir=args.out, results=args.results,
-        n_boot=args.n_boot, resume=args.resume, checkpoints_dir=CHECKPOINTS,
-    )
-    print(f"submission: {result.submission}")
-    if result.latents is not None:
-        print(f"latents:    {result.latents}")
-    if result.scores is None:
-        print("test phase: score the submission with `nlb-suite score SUBMISSION --phase test`")
-        return 0
-    print(f"\n{result.spec.result_name(args.bin_ms)} ({args.phase}), model {args.model}")
-    scores = result.scores
+def print_scores(scores: Scores, title: str) -> None:
+    print(f"\n{title}")
     for name in scores.METRICS:
         value = getattr(scores, name)
         if value is None:
@@ -54,4 +47,34 @@ def run(args: argparse.Namespace) -> int:
         interval = scores.ci.get(name)
         ci = f"  [{_fmt(interval.low)}, {_fmt(interval.high)}]" if interval else ""
         print(f"  {name:<16} {_fmt(value)}{ci}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import run_eval
+
+    options = dict(phase=args.phase, bin_ms=args.bin_ms, overrides=args.overrides, root=args.data_dir,
+                   fetch=not args.no_fetch, submissions_dir=args.out, results=args.results, n_boot=args.n_boot,
+                   resume=args.resume, checkpoints_dir=CHECKPOINTS)
+    if args.seeds > 1:
+        from ..pipeline.ensemble import run_seeds
+
+        runs, ensemble = run_seeds(chosen_dataset(args), args.model, args.seeds, **options)
+        for member in runs:
+            print(f"submission: {member.submission}")
+            if member.scores is not None:
+                print_scores(member.scores, f"{member.spec.result_name(args.bin_ms)} ({args.phase}), model "
+                                            f"{args.model}, seed {member.hyperparameters.get('seed')}")
+        print(f"\nensemble:   {ensemble.submission}")
+        if ensemble.scores is not None:
+            print_scores(ensemble.scores, f"{runs[0].spec.result_name(args.bin_ms)} ({args.phase}), "
+                                          f"{ensemble.record.model if ensemble.record else 'ensemble'}")
+        return 0
+    result = run_eval(chosen_dataset(args), args.model, **options)
+    print(f"submission: {result.submission}")
+    if result.latents is not None:
+        print(f"latents:    {result.latents}")
+    if result.scores is None:
+        print("test phase: score the submission with `nlb-suite score SUBMISSION --phase test`")
+        return 0
+    print_scores(result.scores, f"{result.spec.result_name(args.bin_ms)} ({args.phase}), model {args.model}")
     return 0

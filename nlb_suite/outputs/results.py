@@ -37,6 +37,9 @@ HASH_LENGTH = 12
 # Scores field -> record key of the suite's own metrics, named in the style of nlb_tools' keys.
 EXTRA_METRIC_KEYS = {"rate_r2": "rate R2", "co_bps_ceiling": "co-bps ceiling"}
 PER_UNIT_KEY = "per-unit co-bps"
+# An ensemble's record: model `ensemble(<members' models>)`, hyperparameters {"members": [...]}.
+ENSEMBLE_MEMBERS = "members"
+ENSEMBLE_PREFIX = "ensemble("
 
 
 class ResultsStoreError(NlbSuiteError, OSError):
@@ -76,6 +79,14 @@ def hyperparameter_hash(hyperparameters: Mapping[str, Any]) -> str:
     process and any key order."""
     canonical = json.dumps(_plain(hyperparameters), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def ensemble_model_name(models: list[str]) -> str:
+    """The model name an ensemble is recorded under, which marks it in leaderboards:
+    'ensemble(ndt x3)' for seeds of one model, 'ensemble(lfads+ndt+stndt)' for several."""
+    if len(set(models)) == 1:
+        return f"{ENSEMBLE_PREFIX}{models[0]} x{len(models)})"
+    return f"{ENSEMBLE_PREFIX}{'+'.join(sorted(models))})"
 
 
 def git_commit() -> str | None:

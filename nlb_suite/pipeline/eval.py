@@ -76,8 +76,9 @@ def run_name(spec: DatasetSpec, phase: Phase, bin_ms: int, model: str) -> str:
     return f"{spec.name}_{phase}_{bin_ms}ms_{model}"
 
 
-def submission_path(out_dir: Path, spec: DatasetSpec, phase: Phase, bin_ms: int, model: str) -> Path:
-    return inside(out_dir, f"{run_name(spec, phase, bin_ms, model)}.h5")
+def submission_path(out_dir: Path, spec: DatasetSpec, phase: Phase, bin_ms: int, model: str, suffix: str = "") -> Path:
+    """Where a run's submission goes: `<run name><suffix>.h5` inside `out_dir`, never outside it."""
+    return inside(out_dir, f"{run_name(spec, phase, bin_ms, model)}{suffix}.h5")
 
 
 def record_spec(spec: DatasetSpec) -> dict[str, Any] | None:
@@ -139,18 +140,19 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
              overrides: list[str] | dict[str, Any] | None = None, root: str | Path | None = None,
              fetch: bool = True, submissions_dir: Path = DEFAULT_SUBMISSIONS, results: str | Path | None = None,
              n_boot: int = 1000, record: bool = True, resume: bool = False,
-             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True) -> EvalRun:
+             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True, name_suffix: str = "") -> EvalRun:
     """Fit `model` on `dataset` and, in the val phase (or on synthetic data), score it and append
     a results record. `use_tables=False` ignores the dataset's own tables in the model's TOML.
 
     A model that checkpoints its training does so under `checkpoints_dir`, in a folder of this
-    run name and hyperparameters; `resume` continues an interrupted run from there."""
+    run name and hyperparameters; `resume` continues an interrupted run from there. `name_suffix`
+    is added to the run name of its submission and checkpoints (one seed of several: `_seed1`)."""
     spec = get_spec(dataset)
     check_phase(phase)
     spec.check_bin(bin_ms)
     settings = configure(model, spec, bin_ms, overrides, use_tables)
-    name = run_name(spec, phase, bin_ms, model)
-    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
+    name = run_name(spec, phase, bin_ms, model) + name_suffix
+    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model, name_suffix)
     # Every output location is checked before the fit, so that an hour of training never ends
     # in a folder that is a file, and no submission is left without its record.
     check_writable(path, [spec.result_name(bin_ms)])

@@ -1,0 +1,174 @@
+"""`NDT` and `STNDT`: the estimators behind `nlb-suite eval --model ndt` / `--model stndt`.
+
+Sizes of the data (units, bins, forward bins) come from the `Tensors` given to `fit`; everything
+else is a field of `NDTConfig` / `STNDTConfig`, checked when the model is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import fields
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ...core.arrays import LatentKind, Rates, Tensors, latent_key
+from ..base import Estimator, ModelError, not_fitted
+from .config import NDTConfig, STNDTConfig
+from .network import NDTNetwork
+from .train import EpochRecord, Trainer, Trials
+
+# Trials per forward pass at prediction.
+PREDICT_ROWS = 256
+
+
+class NDT(Estimator[NDTConfig]):
+    """Neural Data Transformer (Ye & Pandarinath 2021): a masked-modelling transformer on binned
+    spikes whose Poisson readout predicts held-in and held-out units over the trial window and
+    the forward bins (which enter as masked positions). `fit` holds out `valid_fraction` of the
+    training trials for early stopping on the validation masked loss; `predict` runs the network
+    on the unmasked held-in spikes; the last layer's states are the latents.
+
+    With `use_checkpoints(folder, resume)` (the pipeline does it for every run), `fit` writes
+    `last.pt` every epoch and `best.pt` at each new best, and with `resume` continues from
+    `last.pt`; a checkpoint made with other hyperparameters or data is refused."""
+
+    Config = NDTConfig
+
+    def __init__(self, **hyperparameters: object) -> None:
+        super().__init__(**hyperparameters)
+        self._device()
+        self.checkpoint_dir: Path | None = None
+        self.resume = False
+
+    def use_checkpoints(self, folder: Path, resume: bool) -> None:
+        self.checkpoint_dir, self.resume = Path(folder), resume
+
+    def training_curves(self) -> dict[str, np.ndarray]:
+        rows = getattr(self, "history_", [])
+        if not rows:
+            return {}
+        return {item.name: np.array([getattr(row, item.name) for row in rows], dtype=np.float64)
+                for item in fields(rows[0])}
+
+    def _device(self) -> torch.device:
+        device, owner = self.config.device, self.config.OWNER
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        chosen = torch.device(device)
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"{owner}: device {device!r} asked for, but CUDA is not available here")
+        return chosen
+
+    # --- fit -----------------------------------------------------------------------------------
+
+    def fit(self, tensors: Tensors, until_epoch: int | None = None) -> "NDT":
+        """Train on the training trials (held-in, held-out and forward spikes). `until_epoch`
+        stops after that many epochs in all (to test resuming; the pipeline never sets it)."""
+        cfg = self.config
+        n_trials, n_bins, n_heldin = tensors.train_spikes_heldin.shape
+        if n_trials < 2:
+            raise ModelError(f"{cfg.OWNER}: needs at least 2 training trials (one for validation), got {n_trials}")
+        device = self._device()
+        self.n_bins_, self.n_forward_ = n_bins, tensors.n_forward
+        self.n_heldin_, self.n_heldout_ = n_heldin, tensors.n_heldout
+        steps = n_bins + tensors.n_forward
+        with self._session(device):
+            trials = self._training_trials(tensors, device)
+            valid_index, train_index = self._split(n_trials, device)
+            network = NDTNetwork(cfg, n_heldin, n_heldin + tensors.n_heldout, steps).to(device)
+            train = trials.take(train_index)
+            network.set_mean_rates(train.target.sum(dim=(0, 1)) / train.observed.sum(dim=(0, 1)).clamp(min=1))
+            identity = {"hyperparameters": cfg.hyperparameters(), "model": {"name": cfg.OWNER},
+                        "data": {"n_train": n_trials, "n_bins": n_bins, "n_forward": tensors.n_forward,
+                                 "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}}
+            n_batches = max(1, round(len(train_index) / cfg.batch_size))
+            trainer = Trainer(network, cfg, n_bins, n_heldin, n_batches, identity, self.checkpoint_dir, self.resume)
+            state = trainer.run(trials, train_index, valid_index, until_epoch)
+        self.network_ = network
+        self.history_: list[EpochRecord] = state.history
+        self.best_epoch_: int = state.best_epoch
+        return self
+
+    def _training_trials(self, tensors: Tensors, device: torch.device) -> Trials:
+        bins, heldin = self.n_bins_, self.n_heldin_
+        target = torch.empty(tensors.n_train, bins + self.n_forward_, heldin + self.n_heldout_)
+        target[:, :bins, :heldin] = torch.from_numpy(tensors.train_spikes_heldin)
+        target[:, :bins, heldin:] = torch.from_numpy(tensors.train_spikes_heldout)
+        target[:, bins:, :heldin] = torch.from_numpy(tensors.train_spikes_heldin_forward)
+        target[:, bins:, heldin:] = torch.from_numpy(tensors.train_spikes_heldout_forward)
+        observed = ~torch.isnan(target)
+        target.nan_to_num_(nan=0.0)
+        return Trials(target.to(device), observed.to(device))
+
+    def _split(self, n_trials: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        order = np.random.default_rng(self.config.seed).permutation(n_trials)
+        n_valid = min(n_trials - 1, max(1, round(self.config.valid_fraction * n_trials)))
+        valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+        return torch.from_numpy(valid).to(device), torch.from_numpy(train).to(device)
+
+    @contextlib.contextmanager
+    def _session(self, device: torch.device) -> Iterator[None]:
+        """Seed torch and set its CPU threads for this run, restoring the caller's afterwards."""
+        cuda_devices = []
+        if device.type == "cuda":
+            cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+        threads_before = torch.get_num_threads()
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(self.config.seed)
+            if self.config.threads > 0:
+                torch.set_num_threads(self.config.threads)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(threads_before)
+
+    # --- predict -------------------------------------------------------------------------------
+
+    def predict(self, tensors: Tensors) -> Rates:
+        """Rates of training and evaluation trials (eval: from their held-in spikes alone); the
+        last layer's states over the trial window in `latents`."""
+        if not hasattr(self, "network_"):
+            raise not_fitted(self.config.OWNER)
+        expected = (self.n_bins_, self.n_forward_, self.n_heldin_, self.n_heldout_)
+        got = (tensors.n_bins, tensors.n_forward, tensors.n_heldin, tensors.n_heldout)
+        if got != expected:
+            raise ModelError(f"{self.config.OWNER}: fitted on (bins, forward bins, held-in, held-out) = {expected}, "
+                             f"asked to predict {got}")
+        train_rates, train_states = self._forward(tensors.train_spikes_heldin)
+        eval_rates, eval_states = self._forward(tensors.eval_spikes_heldin)
+        bins, heldin = self.n_bins_, self.n_heldin_
+        return Rates(
+            train_rates_heldin=train_rates[:, :bins, :heldin], train_rates_heldout=train_rates[:, :bins, heldin:],
+            eval_rates_heldin=eval_rates[:, :bins, :heldin], eval_rates_heldout=eval_rates[:, :bins, heldin:],
+            eval_rates_heldin_forward=eval_rates[:, bins:, :heldin],
+            eval_rates_heldout_forward=eval_rates[:, bins:, heldin:],
+            latents={latent_key("train", LatentKind.STATES): train_states[:, :bins],
+                     latent_key("eval", LatentKind.STATES): eval_states[:, :bins]},
+        )
+
+    @torch.no_grad()
+    def _forward(self, heldin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        network = self.network_
+        device = network.readout.weight.device
+        network.eval()
+        steps = self.n_bins_ + self.n_forward_
+        spikes = torch.zeros(heldin.shape[0], steps, self.n_heldin_)
+        spikes[:, :self.n_bins_] = torch.from_numpy(np.nan_to_num(heldin.astype(np.float32), nan=0.0))
+        rates, states = [], []
+        with self._session(device):
+            for chunk in spikes.split(PREDICT_ROWS):
+                log_rates, last = network(chunk.to(device))
+                rates.append(torch.exp(log_rates).cpu())
+                states.append(last.cpu())
+        return torch.cat(rates).numpy(), torch.cat(states).numpy()
+
+
+class STNDT(NDT):
+    """Spatiotemporal NDT (Le & Shlizerman 2022): NDT whose layers also attend across units, and
+    whose loss adds an NT-Xent contrastive term between two augmented views of each trial with
+    weight `contrast_lambda`. See `STNDTConfig`."""
+
+    Config = STNDTConfig
