@@ -7,12 +7,13 @@ nothing is written before the model has predicted.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.arrays import Phase, Tensors, check_phase
+from ..core.arrays import Phase, Rates, Tensors, check_phase
 from ..core.spec import DatasetSpec, spec_to_dict
 from ..data.paths import DatasetFiles, require_files
 from ..datasets import BUILTIN, get_spec
@@ -136,19 +137,22 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
              overrides: list[str] | dict[str, Any] | None = None, root: str | Path | None = None,
              fetch: bool = True, submissions_dir: Path = DEFAULT_SUBMISSIONS, results: str | Path | None = None,
              n_boot: int = 1000, record: bool = True, resume: bool = False,
-             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True) -> EvalRun:
+             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True,
+             checkpoint: Path | None = None, extra: dict[str, Any] | None = None) -> EvalRun:
     """Fit `model` on `dataset` and, in the val phase (or on synthetic data), score it and append
     a results record. `use_tables=False` ignores the dataset's own tables in the model's TOML.
 
     A model that checkpoints its training does so under `checkpoints_dir`, in a folder of this
-    run name and hyperparameters; `resume` continues an interrupted run from there."""
+    run name and hyperparameters (or in `checkpoint`, a folder of its own: a tuning study's best
+    member); `resume` continues an interrupted run from there. `extra` goes into the record's
+    `extra` (a tuned run's study)."""
     spec = get_spec(dataset)
     check_phase(phase)
     spec.check_bin(bin_ms)
     settings = configure(model, spec, bin_ms, overrides, use_tables)
     name = run_name(spec, phase, bin_ms, model)
-    checkpoints = _prepare_checkpoints(settings, model, checkpoint_folder(checkpoints_dir, name,
-                                                                          settings.hyperparameters), resume)
+    folder = checkpoint or checkpoint_folder(checkpoints_dir, name, settings.hyperparameters)
+    checkpoints = _prepare_checkpoints(settings, model, folder, resume)
     ensure_dataset(spec, root, fetch)
     tensors: Tensors = make_tensors(spec, phase, bin_ms, root)
     estimator = settings.model
@@ -159,15 +163,38 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     started = time.perf_counter()
     rates = estimator.predict(tensors)
     predict_seconds = time.perf_counter() - started
-    rates.check_shapes(tensors.sizes, where=f"model {model!r}")
+    curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
+    published = publish(rates, tensors, spec, phase, bin_ms, model, settings, root=root,
+                        submissions_dir=submissions_dir, results=results, n_boot=n_boot, record=record,
+                        curves=curves, fit_seconds=fit_seconds, predict_seconds=predict_seconds, extra=extra)
+    return EvalRun(spec=spec, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=settings.hyperparameters,
+                   runtime=settings.runtime, submission=published.submission, latents=published.latents,
+                   checkpoints=checkpoints, scores=published.scores, record=published.record)
+
+
+@dataclass
+class Published:
+    submission: Path
+    latents: Path | None
+    scores: Scores | None
+    record: RunRecord | None
+
+
+def publish(rates: Rates, tensors: Tensors, spec: DatasetSpec, phase: Phase, bin_ms: int, model: str,
+            settings: ModelSettings, *, root: str | Path | None = None, submissions_dir: Path = DEFAULT_SUBMISSIONS,
+            results: str | Path | None = None, n_boot: int = 1000, record: bool = True,
+            curves: dict[str, Any] | None = None, fit_seconds: float | None = None,
+            predict_seconds: float | None = None, extra: dict[str, Any] | None = None,
+            label: str | None = None) -> Published:
+    """A model's rates as a submission (`<run name>.h5`, or `label` in place of the model's name)
+    and, where targets exist, scores and a results record under that name."""
+    label = label or model
+    rates.check_shapes(tensors.sizes, where=f"model {label!r}")
     targets = make_targets(spec, phase, bin_ms, root) if phase == "val" or spec.source == "synthetic" else None
     seed = settings.hyperparameters.get(SEED)
-
-    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, model)
+    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, label)
     write_submission(path, {spec.result_name(bin_ms): rates})
-    curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
     latents = write_artifacts(latents_path(path), rates.latents, curves)
-
     scores = None
     if targets is not None:
         scores = score(rates, targets, true_rates=make_true_rates(spec, tensors, root), n_boot=n_boot,
@@ -175,11 +202,11 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     run_record = None
     if record and scores is not None:
         run_record = RunRecord.from_scores(
-            scores, dataset=spec.name, phase=phase, bin_ms=bin_ms, model=model,
+            scores, dataset=spec.name, phase=phase, bin_ms=bin_ms, model=label,
             hyperparameters=settings.hyperparameters, seed=seed, fit_seconds=fit_seconds,
             predict_seconds=predict_seconds, submission=path, runtime=settings.runtime, spec=record_spec(spec),
         )
+        if extra:
+            run_record = dataclasses.replace(run_record, extra=run_record.extra | extra)
         append_record(run_record, results)
-    return EvalRun(spec=spec, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=settings.hyperparameters,
-                   runtime=settings.runtime, submission=path, latents=latents, checkpoints=checkpoints,
-                   scores=scores, record=run_record)
+    return Published(path, latents, scores, run_record)

@@ -75,7 +75,8 @@ class BinaryTournamentPBT(PopulationBasedTraining):  # type: ignore[misc]  # Ray
         for dim in self._space:
             if dim.choices is not None:
                 continue
-            factor = self._rng.uniform(1.0 - self._explore, 1.0 + self._explore)
+            weight = self._explore if dim.explore is None else dim.explore
+            factor = self._rng.uniform(1.0 - weight, 1.0 + weight)
             config[dim.name] = dim.clip(config[dim.name] * factor)
             operations[dim.name] = f"* {factor:.3f}"
         return config, operations

@@ -114,7 +114,7 @@ def round_line(done: Round, space: tuple[Dimension, ...]) -> str:
     if len(done.members) == 1:  # a random search's trial
         (entry,) = done.members.values()
         return (f"trial {done.iteration:3d}  objective {entry['objective']:.5f}  best so far {done.best:.5f}  "
-                + "  ".join(f"{dim.name} {entry.get(dim.name)}" for dim in space))
+                + "  ".join(f"{dim.name} {_short(entry.get(dim.name))}" for dim in space))
     return (f"round {done.iteration:3d}  epoch {done.epoch:4d}  best {done.best:.5f}  median {done.median:.5f}  "
             f"({len(done.members)} members)  " + "  ".join(ranges))
 
@@ -140,3 +140,7 @@ class PlateauStopper(Stopper):  # type: ignore[misc]  # Ray is untyped here
             return latest > reference - self.min_improvement * abs(reference)
         reference, latest = max(before), max(recent)
         return latest < reference + self.min_improvement * abs(reference)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -50,6 +50,7 @@ class Dimension:
     log: bool = False
     integer: bool = False
     choices: tuple[Any, ...] | None = None
+    explore: float | None = None  # PBT's perturbation weight for this one (else the study's)
 
     def ray_domain(self) -> Any:
         """The Ray Tune sampling domain of this dimension."""
@@ -146,10 +147,13 @@ def _dimension(where: str, name: str, spec: Any) -> Dimension:
     if not isinstance(spec, dict):
         raise SearchSpaceError(f"{where}: {name} must be a table like {{ low = 0.1, high = 1.0 }} or "
                                f"{{ choice = [...] }}, got {spec!r}")
-    unknown = sorted(set(spec) - {"low", "high", "log", "integer", "choice"})
+    unknown = sorted(set(spec) - {"low", "high", "log", "integer", "choice", "explore"})
     if unknown:
-        raise SearchSpaceError(f"{where}: {name} has unknown key(s) {unknown}; use low, high, log, integer "
-                               "or choice")
+        raise SearchSpaceError(f"{where}: {name} has unknown key(s) {unknown}; use low, high, log, integer, "
+                               "explore or choice")
+    explore = spec.pop("explore", None) if isinstance(spec, dict) else None
+    if explore is not None and not (isinstance(explore, (int, float)) and 0 < explore < 1):
+        raise SearchSpaceError(f"{where}: {name}.explore must be in (0, 1), got {explore!r}")
     if "choice" in spec:
         choices = spec["choice"]
         if set(spec) != {"choice"} or not isinstance(choices, list) or not choices:
@@ -169,7 +173,7 @@ def _dimension(where: str, name: str, spec: Any) -> Dimension:
     if log and low <= 0:
         raise SearchSpaceError(f"{where}: {name} is a log range but low is {low!r}; a log range needs "
                                "low > 0 (e.g. 1e-6), or drop log = true")
-    return Dimension(name, float(low), float(high), log, integer)
+    return Dimension(name, float(low), float(high), log, integer, explore=None if explore is None else float(explore))
 
 
 def _check_bounds(where: str, model: str, base: dict[str, Any], dim: Dimension) -> None:
@@ -214,11 +218,12 @@ def read_plan(model: str, dataset: str, bin_ms: int, overrides: list[str] | dict
         raise SearchSpaceError(f"{where}: [{SEARCH_TABLE}.space] is missing or empty; name the hyperparameters "
                                "to search there")
     fixed = table.get("fixed", {})
-    for name in list(space_table) + list(fixed):
+    for name in list(space_table) + [key for key in fixed if key not in runtime_names(cls)]:
         if name not in known:
             raise SearchSpaceError(f"{where}: {name!r} is not a hyperparameter of model {model!r}; "
                                    f"it takes {sorted(known)}")
-    space = tuple(_dimension(f"{path} [{SEARCH_TABLE}.space]", name, spec) for name, spec in space_table.items())
+    space = tuple(_dimension(f"{path} [{SEARCH_TABLE}.space]", name, dict(spec) if isinstance(spec, dict) else spec)
+                  for name, spec in space_table.items())
     base = load_hyperparameters(model, dataset, bin_ms, overrides, use_tables) | dict(fixed)
     if study.method == "pbt":
         base["max_epochs"] = study.epochs
