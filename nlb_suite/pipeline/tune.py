@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.arrays import Phase, Rates, average_rates, check_phase
+from ..core.arrays import Phase, Rates, Tensors, average_rates, check_phase
 from ..core.atomic import write_text_atomic
 from ..core.errors import NlbSuiteError
 from ..datasets import get_spec
@@ -181,20 +181,26 @@ def _best_config(plan: StudyPlan, dataset: str, phase: Phase, bin_ms: int, trial
     return BestConfig(plan.model, dataset, phase, bin_ms, hyperparameters, checkpoint, str(folder))
 
 
-def _ensemble(plan: StudyPlan, dataset: str, phase: Phase, bin_ms: int, study: StudyResult, folder: Path, k: int,
-              tuning: dict[str, Any], **options: Any) -> EvalRun:
-    """The mean of the K best trials' rates (each as its best.toml would predict), as a run."""
-    spec = get_spec(dataset)
-    tensors = make_tensors(spec, phase, bin_ms, options.get("root"))
+def ensemble_rates(plan: StudyPlan, study: StudyResult, folder: Path, k: int, tensors: Tensors) -> Rates:
+    """The mean of the K best trials' rates, each predicted as its own best.toml would (PBT: from
+    the member's saved state, exported to `folder/member<i>`; else refitted)."""
     members: list[Rates] = []
     for index, trial in enumerate(study.trials[:k]):
-        config = _best_config(plan, dataset, phase, bin_ms, trial, folder, f"member{index}")
+        config = _best_config(plan, plan.dataset, tensors.phase, plan.bin_ms, trial, folder, f"member{index}")
         estimator = make_model(plan.model, **config.hyperparameters)
         if config.checkpoint is not None and isinstance(estimator, Checkpointing):
             estimator.use_checkpoints(config.checkpoint, resume=True)
         estimator.fit(tensors)
         members.append(estimator.predict(tensors))
-    rates = average_rates(members)
+    return average_rates(members)
+
+
+def _ensemble(plan: StudyPlan, dataset: str, phase: Phase, bin_ms: int, study: StudyResult, folder: Path, k: int,
+              tuning: dict[str, Any], **options: Any) -> EvalRun:
+    """The K best trials' ensemble as a run of its own, `<model>-ensemble<K>`."""
+    spec = get_spec(dataset)
+    tensors = make_tensors(spec, phase, bin_ms, options.get("root"))
+    rates = ensemble_rates(plan, study, folder, k, tensors)
     label = f"{plan.model}-ensemble{k}"
     settings = configure(plan.model, spec, bin_ms, plan.base | study.best.config, use_tables=False)
     hyperparameters = dict(settings.hyperparameters, ensemble=k)

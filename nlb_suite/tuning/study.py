@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,11 @@ def _score(metrics: dict[str, Any], pbt: bool) -> float:
 
 
 def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster, resume: bool = False,
-              concurrent: int | None = None) -> StudyResult:
+              concurrent: int | None = None, on_round: Callable[[str], None] | None = None) -> StudyResult:
     """Run (or with `resume`, continue) the study of `plan` on `tensors` into `folder`, on the
-    Ray session `cluster` (see `cluster.ray_session`)."""
+    Ray session `cluster` (see `cluster.ray_session`). Each round's line goes to `on_round`
+    (default: stderr). A study interrupted (Ctrl-C: Ray saves its state and returns) is a
+    StudyError that says how to continue it."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Ray's tables
     from ray import tune
 
@@ -91,7 +94,7 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
         split = validation_split(tensors, settings.validation_fraction, settings.seed)
         trainable = tune.with_parameters(model_trial, model=plan.model, base=plan.base, split=split)
     trainable = tune.with_resources(trainable, {"cpu": 1})
-    log = PopulationLog(folder, plan.space, minimize=minimize, per_trial=not pbt)
+    log = PopulationLog(folder, plan.space, minimize=minimize, per_trial=not pbt, write=on_round)
     stopper = PlateauStopper(log, settings.patience_rounds, settings.min_improvement) if pbt else None
     previous = _read_json(folder / STUDY_FILE).get("wall_seconds", 0.0) if resume else 0.0
     started = time.perf_counter()
@@ -118,8 +121,12 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
             score=_score(metrics, pbt),
             checkpoint=result.checkpoint.path if result.checkpoint is not None else None,
             folder=str(result.path)))
-    if not trials:
-        raise StudyError(f"{folder}: the study ended without a trial result")
+    expected = settings.population if pbt else settings.samples
+    stopped = stopper is not None and stopper.stop_all()
+    unfinished = len(trials) < expected or (pbt and not stopped and any(
+        t.metrics.get("epoch", 0) < settings.epochs for t in trials))
+    if not trials or unfinished:
+        raise StudyError(f"{folder}: the study was interrupted before it finished; continue it with --resume")
     trials.sort(key=lambda t: t.score, reverse=not minimize)
     write_text_atomic(folder / TRIALS_FILE, json.dumps([asdict(t) for t in trials], indent=1) + "\n")
     write_text_atomic(folder / STUDY_FILE, json.dumps({"model": plan.model, "dataset": plan.dataset,
