@@ -100,6 +100,10 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
     started = time.perf_counter()
     if resume:
         tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        # Ray restores the callbacks and stopper pickled when the study began; this run's
+        # progress log (which reads the rounds already written) and stopper replace them.
+        run_config = tuner._local_tuner.get_run_config()
+        run_config.callbacks, run_config.stop = [log], stopper
     else:
         tuner = tune.Tuner(trainable, param_space={dim.name: dim.ray_domain() for dim in plan.space},
                            tune_config=_tune_config(plan, minimize, concurrent or cluster.cpus),
