@@ -222,3 +222,18 @@ def test_random_search_best_configuration_refits_to_its_score(rotation: Syntheti
     assert validation_scores(refit.predict(split.tensors), split)["co_bps"] == study.best.score
     stored = json.loads((tmp_path / "study" / "trials.json").read_text())
     assert [row["score"] for row in stored] == scores
+
+
+def test_untuned_lfads_scales_what_nobody_set(rotation: SyntheticTrials) -> None:
+    from nlb_suite.models.lfads import LFADS, LFADSConfig
+
+    small = LFADSConfig(scale_to_data=True, gen_dim=12).scaled_to(n_train=200, n_steps=40, n_units=30)
+    assert small.gen_dim == 12  # set explicitly: kept
+    assert small.ic_dim == 45 and small.fac_dim == 10 and small.batch_size == 25 and small.max_epochs == 1000
+    large = LFADSConfig(scale_to_data=True).scaled_to(n_train=2000, n_steps=140, n_units=137)
+    assert (large.gen_dim, large.fac_dim, large.max_epochs, large.kl_increase_epoch) == (100, 34, 100, 12)
+    assert LFADSConfig().scaled_to(2000, 140, 137) == LFADSConfig()  # off unless asked for
+    model = LFADS(scale_to_data=True, max_epochs=2, n_samples=2, co_dim=0, log_every=0)
+    rates = model.fit(rotation.tensors).predict(rotation.tensors)
+    assert model.fitted_config_.gen_dim == 32 and model.network_.readout.in_features == model.fitted_config_.fac_dim
+    assert rates.eval_rates_heldout.shape == (8, 12, 3)

@@ -41,7 +41,7 @@ class Member:
 
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.estimator.config.max_epochs or self.setup.trainer.stopped()
+        return self.epoch >= self.setup.trainer.config.max_epochs or self.setup.trainer.stopped()
 
     def train(self, epochs: int) -> dict[str, float]:
         """Train `epochs` more epochs (fewer at the budget's end); the last epoch's curves, with
@@ -65,7 +65,7 @@ class Member:
         if fixed:
             raise ModelError(f"lfads: {fixed} cannot change while training; only {sorted(MUTABLE)} can")
         self.estimator.config = self.estimator.config.replace(**changes)
-        self.setup.trainer.set_config(self.estimator.config)
+        self.setup.trainer.set_config(self.setup.trainer.config.replace(**changes))  # sizes as scaled
 
     def save(self, folder: Path) -> Path:
         """The whole training state into `folder` (one checkpoint file)."""
@@ -96,8 +96,11 @@ def export_checkpoint(source: Path, target: Path, hyperparameters: dict[str, Any
     payload = load_checkpoint(source / LAST_CHECKPOINT)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{source}: not an LFADS checkpoint of this version")
-    final = dict(hyperparameters, max_epochs=int(payload["epoch"]))
-    config = LFADS(**final).config
+    data = payload["identity"]["data"]
+    # The sizes as the member trained them, written out (no scaling left to redo).
+    config = LFADS(**hyperparameters).config.scaled_to(
+        data["n_train"], data["n_bins"] + data["n_forward"], data["n_heldin"]).replace(
+        max_epochs=int(payload["epoch"]), scale_to_data=False)
     payload["identity"] = dict(payload["identity"], hyperparameters=config.hyperparameters())
     target.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target / LAST_CHECKPOINT, payload)

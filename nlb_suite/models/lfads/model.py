@@ -102,9 +102,10 @@ class LFADS(Estimator[LFADSConfig]):
     def training_setup(self, tensors: Tensors, device: torch.device | None = None) -> "TrainingSetup":
         """The training data, split and `Trainer` that `fit` runs (a population-based-training
         member runs the same, a few epochs at a time): the validation trials are drawn from the
-        training trials only, by `seed`."""
-        cfg = self.config
+        training trials only, by `seed`. With `scale_to_data` the sizes and budget come from
+        the data here (`LFADSConfig.scaled_to`); `fitted_config_` holds what was trained."""
         n_trials, n_bins, n_heldin = tensors.train_spikes_heldin.shape
+        cfg = self.fitted_config_ = self.config.scaled_to(n_trials, n_bins + tensors.n_forward, n_heldin)
         if n_trials < 2:
             raise ModelError(f"lfads: needs at least 2 training trials (one for validation), got {n_trials}")
         if n_bins <= cfg.ci_lag and cfg.co_dim > 0:
@@ -212,7 +213,7 @@ class LFADS(Estimator[LFADSConfig]):
         network.eval()
         n_trials, steps = heldin.shape[0], self.n_bins_ + self.n_forward_
         rates = np.empty((n_trials, steps, self.n_heldin_ + self.n_heldout_), np.float32)
-        factors = np.empty((n_trials, steps, self.config.fac_dim), np.float32)
+        factors = np.empty((n_trials, steps, self.fitted_config_.fac_dim), np.float32)
         inputs = np.empty((n_trials, steps, self.config.co_dim), np.float32) if self.config.co_dim > 0 else None
         spikes = torch.from_numpy(np.nan_to_num(heldin.astype(np.float32), nan=0.0))
         chunk = max(1, PREDICT_ROWS // samples)
