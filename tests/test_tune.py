@@ -223,6 +223,14 @@ def test_random_search_best_configuration_refits_to_its_score(rotation: Syntheti
     stored = json.loads((tmp_path / "study" / "trials.json").read_text())
     assert [row["score"] for row in stored] == scores
 
+    # The report's figure of the study draws from the folder alone.
+    from nlb_suite.outputs.studies import read_rounds, read_study
+    from nlb_suite.report.figures import study_figure
+
+    rounds = read_rounds(tmp_path / "study")
+    assert [r.best for r in rounds] == sorted(r.best for r in rounds) and rounds[-1].best == study.best.score
+    assert study_figure(rounds, read_study(tmp_path / "study")["space"], minimize=False).startswith(b"\x89PNG")
+
 
 def test_untuned_lfads_scales_what_nobody_set(rotation: SyntheticTrials) -> None:
     from nlb_suite.models.lfads import LFADS, LFADSConfig

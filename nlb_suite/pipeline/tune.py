@@ -23,6 +23,7 @@ from ..core.errors import NlbSuiteError
 from ..datasets import get_spec
 from ..models.base import Checkpointing, make_model
 from ..outputs.locations import SUBMISSIONS
+from ..outputs.studies import BEST_FILE
 from ..tensors import make_tensors
 from ..tuning.cluster import chosen_address, ray_session
 from ..tuning.space import SearchSpaceError, StudyPlan, read_plan
@@ -30,7 +31,6 @@ from ..tuning.study import StudyResult, TrialSummary, run_study
 from .eval import EvalRun, configure, ensure_dataset, publish, run_eval, run_name
 
 STUDIES = Path("runs/tune")
-BEST_FILE = "best.toml"
 BEST_CHECKPOINT = "best"
 
 

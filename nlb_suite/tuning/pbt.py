@@ -23,7 +23,7 @@ from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from .space import Dimension
 
 
-class BinaryTournamentPBT(PopulationBasedTraining):  # type: ignore[misc]  # Ray is untyped here
+class BinaryTournamentPBT(PopulationBasedTraining):
     """PBT whose rounds pair members at random: losers take the winner's state and its
     hyperparameters scaled by 1 +/- U(0, `explore`). `space` gives the ranges."""
 
@@ -52,7 +52,9 @@ class BinaryTournamentPBT(PopulationBasedTraining):  # type: ignore[misc]  # Ray
         self._winner_of = {}
         for first, second in zip(ranked[0::2], ranked[1::2]):
             # Ray stores scores with the sign that makes larger better.
-            if self._trial_state[first].last_score >= self._trial_state[second].last_score:
+            first_score, second_score = self._trial_state[first].last_score, self._trial_state[second].last_score
+            assert first_score is not None and second_score is not None  # ranked only with a score
+            if first_score >= second_score:
                 winner, loser = first, second
             else:
                 winner, loser = second, first

@@ -10,41 +10,18 @@ import json
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
+from ..outputs.studies import ROUNDS_FILE, Round, read_rounds
 from .space import Dimension
 
-ROUNDS_FILE = "rounds.jsonl"
 
-
-@dataclass
-class Round:
-    """The population after one round: each member's objective and hyperparameters."""
-
-    iteration: int
-    epoch: int
-    best: float
-    median: float
-    members: dict[str, dict[str, Any]]  # trial id -> {"objective": ..., hyperparameter: value, ...}
-
-
-def read_rounds(folder: Path) -> list[Round]:
-    path = folder / ROUNDS_FILE
-    if not path.exists():
-        return []
-    rounds = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rounds.append(Round(**json.loads(line)))
-    return rounds
-
-
-class PopulationLog(Callback):  # type: ignore[misc]  # Ray is untyped here
+class PopulationLog(Callback):
     """Collects every trial's results by training iteration; when all running members have
     reported an iteration, writes that round (a line on stderr and in `rounds.jsonl`)."""
 
@@ -57,6 +34,11 @@ class PopulationLog(Callback):  # type: ignore[misc]  # Ray is untyped here
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.rounds: list[Round] = read_rounds(folder)
         self._pending: dict[int, dict[str, dict[str, Any]]] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled with a restored study: the rounds on disk are the truth, not the pickled ones.
+        self.__dict__.update(state)
+        self.rounds = read_rounds(self.folder)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
@@ -119,7 +101,7 @@ def round_line(done: Round, space: tuple[Dimension, ...]) -> str:
             f"({len(done.members)} members)  " + "  ".join(ranges))
 
 
-class PlateauStopper(Stopper):  # type: ignore[misc]  # Ray is untyped here
+class PlateauStopper(Stopper):
     """Stops the whole study when the best objective of the last `patience` rounds is not better
     than the best before them by `min_improvement` (relative)."""
 

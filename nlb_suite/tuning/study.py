@@ -19,14 +19,12 @@ from typing import Any
 from ..core.arrays import Tensors
 from ..core.atomic import write_text_atomic
 from ..core.errors import NlbSuiteError
+from ..outputs.studies import STUDY_FILE, TRIALS_FILE
 from .cluster import Cluster
 from .progress import PlateauStopper, PopulationLog
 from .space import StudyPlan
 from .trainables import OBJECTIVE, lfads_member, model_trial
 from .validation import validation_split
-
-TRIALS_FILE = "trials.json"
-STUDY_FILE = "study.json"
 
 
 class StudyError(NlbSuiteError, RuntimeError):
@@ -102,7 +100,9 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
         tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=True)
         # Ray restores the callbacks and stopper pickled when the study began; this run's
         # progress log (which reads the rounds already written) and stopper replace them.
-        run_config = tuner._local_tuner.get_run_config()
+        local = tuner._local_tuner
+        assert local is not None, "a Tuner restored here runs here"
+        run_config = local.get_run_config()
         run_config.callbacks, run_config.stop = [log], stopper
     else:
         tuner = tune.Tuner(trainable, param_space={dim.name: dim.ray_domain() for dim in plan.space},
@@ -114,13 +114,14 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
     grid = tuner.fit()
     wall = previous + time.perf_counter() - started
     trials = []
-    for result in grid:
+    for index in range(len(grid)):
+        result = grid[index]
         if result.error is not None:
             raise StudyError(f"{folder}: a trial failed: {result.error}")
         metrics = dict(result.metrics or {})
         trials.append(TrialSummary(
             trial_id=str(metrics.get("trial_id") or Path(result.path).name),
-            config={dim.name: result.config.get(dim.name) for dim in plan.space},
+            config={dim.name: (result.config or {}).get(dim.name) for dim in plan.space},
             metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "config"},
             score=_score(metrics, pbt),
             checkpoint=result.checkpoint.path if result.checkpoint is not None else None,
