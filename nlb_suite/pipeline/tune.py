@@ -25,7 +25,7 @@ from ..models.base import Checkpointing, make_model
 from ..outputs.locations import SUBMISSIONS
 from ..outputs.studies import BEST_FILE
 from ..tensors import make_tensors
-from ..tuning.cluster import chosen_address, ray_session
+from ..tuning.cluster import check_address, ray_session
 from ..tuning.space import SearchSpaceError, StudyPlan, read_plan
 from ..tuning.study import StudyResult, TrialSummary, run_study
 from .eval import EvalRun, configure, ensure_dataset, publish, run_eval, run_name
@@ -140,7 +140,7 @@ def run_tune(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     spec.check_bin(bin_ms)
     plan = read_plan(model, spec.name, bin_ms, overrides, use_tables, settings)
     check_study_model(plan)
-    chosen_address(address)
+    check_address(address)
     members = plan.settings.population if plan.settings.method == "pbt" else plan.settings.samples
     if ensemble < 0 or ensemble > members or ensemble == 1:
         raise SearchSpaceError(f"--ensemble {ensemble}: must be 0 (none) or between 2 and the study's "

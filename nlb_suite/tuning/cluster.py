@@ -44,6 +44,15 @@ def chosen_address(address: str | None) -> str | None:
     return address
 
 
+def check_address(address: str | None) -> str | None:
+    """The address a study will use (see `chosen_address`), refused now when nobody answers
+    there: before the data are loaded or Ray starts."""
+    address = chosen_address(address)
+    if address is not None and address != "auto":
+        _check_reachable(address)
+    return address
+
+
 def _check_reachable(address: str) -> None:
     """Refuse quickly (a few seconds) an address nobody listens on: Ray's own client would retry
     for a minute before failing."""
@@ -62,12 +71,10 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
     is used as it is."""
     import ray
 
-    address = chosen_address(address)
     if ray.is_initialized():
-        yield Cluster(address, int(ray.cluster_resources().get("CPU", 1)))
+        yield Cluster(chosen_address(address), int(ray.cluster_resources().get("CPU", 1)))
         return
-    if address is not None and address != "auto":
-        _check_reachable(address)
+    address = check_address(address)
     try:
         if address is None:
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,

@@ -31,7 +31,7 @@ class PopulationLog(Callback):
         self.per_trial = per_trial  # a random search: one line per finished trial, best so far
         self.space = space
         self.minimize = minimize
-        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.write = write or _to_stderr
         self.rounds: list[Round] = read_rounds(folder)
         self._pending: dict[int, dict[str, dict[str, Any]]] = {}
 
@@ -81,6 +81,10 @@ class PopulationLog(Callback):
         with (self.folder / ROUNDS_FILE).open("a") as file:
             file.write(json.dumps(asdict(done)) + "\n")
         self.write(round_line(done, self.space))
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def round_line(done: Round, space: tuple[Dimension, ...]) -> str:
