@@ -96,6 +96,8 @@ class LFADSConfig(Hyperparameters):
         defaults = type(self).defaults()
         width = int(min(100, max(32, round(3.2 * n_train ** 0.5))))
         epochs = int(min(1000, max(100, round(22e6 / max(1, n_train * n_steps)))))
+        if self.max_epochs != defaults["max_epochs"]:
+            epochs = self.max_epochs  # a budget set elsewhere (a study's) sets the ramps' length
         scaled = {
             "ic_enc_dim": width, "ic_dim": width, "gen_dim": width, "ci_enc_dim": max(16, width // 2),
             "con_dim": max(16, width // 2), "fac_dim": int(min(40, max(10, round(n_units / 4)))),
