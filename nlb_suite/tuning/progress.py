@@ -16,6 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
+from tqdm import tqdm
 
 from ..outputs.studies import ROUNDS_FILE, Round, read_rounds
 from .space import Dimension
@@ -26,7 +27,7 @@ class PopulationLog(Callback):
     reported an iteration, writes that round (a line on stderr and in `rounds.jsonl`)."""
 
     def __init__(self, folder: Path, space: tuple[Dimension, ...], minimize: bool, per_trial: bool = False,
-                 write: Callable[[str], None] | None = None):
+                 write: Callable[[str], None] | None = None, total: int | None = None):
         self.folder = folder
         self.per_trial = per_trial  # a random search: one line per finished trial, best so far
         self.space = space
@@ -34,6 +35,16 @@ class PopulationLog(Callback):
         self.write = write or _to_stderr
         self.rounds: list[Round] = read_rounds(folder)
         self._pending: dict[int, dict[str, dict[str, Any]]] = {}
+        self.total = total  # rounds (or trials) expected: a bar on a terminal
+        self._bar: Any = None
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__, _bar=None)  # Ray pickles its callbacks; a bar does not pickle
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Unpickled with a restored study: the rounds on disk are the truth, not the pickled ones.
@@ -80,7 +91,15 @@ class PopulationLog(Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         with (self.folder / ROUNDS_FILE).open("a") as file:
             file.write(json.dumps(asdict(done)) + "\n")
-        self.write(round_line(done, self.space))
+        line = round_line(done, self.space)
+        if self.write is _to_stderr and self.total and sys.stderr.isatty():
+            if self._bar is None:
+                self._bar = tqdm(total=self.total, initial=len(self.rounds) - 1, desc="study", unit="round",
+                                 file=sys.stderr, dynamic_ncols=True)
+            self._bar.write(line, file=sys.stderr)
+            self._bar.update(1)
+        else:
+            self.write(line)
 
 
 def _to_stderr(line: str) -> None:

@@ -92,7 +92,8 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
         split = validation_split(tensors, settings.validation_fraction, settings.seed)
         trainable = tune.with_parameters(model_trial, model=plan.model, base=plan.base, split=split)
     trainable = tune.with_resources(trainable, {"cpu": 1})
-    log = PopulationLog(folder, plan.space, minimize=minimize, per_trial=not pbt, write=on_round)
+    total = settings.epochs // settings.perturbation_interval if pbt else settings.samples
+    log = PopulationLog(folder, plan.space, minimize=minimize, per_trial=not pbt, write=on_round, total=total)
     stopper = PlateauStopper(log, settings.patience_rounds, settings.min_improvement) if pbt else None
     previous = _read_json(folder / STUDY_FILE).get("wall_seconds", 0.0) if resume else 0.0
     started = time.perf_counter()
@@ -111,7 +112,10 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
                                name=folder.name, storage_path=str(folder.parent), stop=stopper, callbacks=[log],
                                verbose=0, checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
                                failure_config=tune.FailureConfig(max_failures=0)))
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        log.close()
     wall = previous + time.perf_counter() - started
     trials = []
     for index in range(len(grid)):
