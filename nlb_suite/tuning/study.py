@@ -151,9 +151,11 @@ def _tune_config(plan: StudyPlan, minimize: bool, concurrent: int) -> Any:
 
     settings = plan.settings
     mode = "min" if minimize else "max"
-    # Ray's random sampling, seeded: the same study draws the same first configurations.
-    search_alg: Any = BasicVariantGenerator(random_state=settings.seed,
-                                            max_concurrent=min(concurrent, settings.population))
+    # Ray's random sampling, seeded: the same study draws the same first configurations. PBT's
+    # members must all exist from the start (a synchronous round waits for every one; with more
+    # members than CPUs Ray pauses and resumes them), so only a random search limits how many
+    # trials it creates at once.
+    search_alg: Any = BasicVariantGenerator(random_state=settings.seed)
     if settings.method == "pbt":
         from .pbt import BinaryTournamentPBT
 
@@ -162,6 +164,7 @@ def _tune_config(plan: StudyPlan, minimize: bool, concurrent: int) -> Any:
                                         burn_in_period=settings.burn_in, last_epoch=settings.epochs)
         return tune.TuneConfig(metric=OBJECTIVE, mode=mode, scheduler=scheduler, search_alg=search_alg,
                                num_samples=settings.population)
+    search_alg = BasicVariantGenerator(random_state=settings.seed, max_concurrent=min(concurrent, settings.population))
     try:
         import optuna  # noqa: F401  # Ray's wrapper imports it lazily; check it is there
         from ray.tune.search import ConcurrencyLimiter
