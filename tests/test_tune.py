@@ -237,9 +237,9 @@ def test_untuned_lfads_scales_what_nobody_set(rotation: SyntheticTrials) -> None
 
     small = LFADSConfig(scale_to_data=True, gen_dim=12).scaled_to(n_train=200, n_steps=40, n_units=30)
     assert small.gen_dim == 12  # set explicitly: kept
-    assert small.ic_dim == 45 and small.fac_dim == 10 and small.batch_size == 25 and small.max_epochs == 1000
+    assert small.ic_dim == 66 and small.fac_dim == 10 and small.batch_size == 64 and small.max_epochs == 1000
     large = LFADSConfig(scale_to_data=True).scaled_to(n_train=2000, n_steps=140, n_units=137)
-    assert (large.gen_dim, large.fac_dim, large.max_epochs, large.kl_increase_epoch) == (100, 34, 100, 12)
+    assert (large.gen_dim, large.fac_dim, large.max_epochs, large.kl_increase_epoch) == (100, 23, 100, 12)
     assert LFADSConfig().scaled_to(2000, 140, 137) == LFADSConfig()  # off unless asked for
     model = LFADS(scale_to_data=True, max_epochs=2, n_samples=2, co_dim=0, log_every=0)
     rates = model.fit(rotation.tensors).predict(rotation.tensors)

@@ -86,22 +86,24 @@ class LFADSConfig(Hyperparameters):
     def scaled_to(self, n_train: int, n_steps: int, n_units: int) -> "LFADSConfig":
         """With `scale_to_data`, the fields still at their constructor defaults scaled to `n_train`
         trials of `n_steps` bins (window + forward) and `n_units` held-in units; every field set
-        otherwise is kept. Anchors: lfads-torch's sizes (100 units wide) are for mc_maze's ~2000
-        trials; the synth_maze table (about 400 trials, generator 64, factors 20, 400 epochs,
-        50-epoch ramps) reached 96% of the true-rate ceiling in 6 minutes on one core. Width grows
-        with the square root of the trial count, the epochs keep trials x bins x epochs near that
-        run's (so the time stays near minutes), the ramps take an eighth of the epochs."""
+        otherwise is kept. Anchors: lfads-torch's sizes (100 wide, batch 64) are for mc_maze's
+        ~1700 training trials; the synth_maze table (188 training trials of 180 steps, generator
+        64, batch 64, 400 epochs, 50-epoch ramps) reached 96% of the true-rate ceiling in about
+        6 minutes on one core. Width grows with the square root of the trial count (64 at 188
+        trials), factors are a sixth of the units (20 of 114 there), batches a third of the
+        trials up to 64; the epochs keep trials x steps x epochs at that run's (so the time stays
+        near minutes), the ramps take an eighth of them."""
         if not self.scale_to_data:
             return self
         defaults = type(self).defaults()
-        width = int(min(100, max(32, round(3.2 * n_train ** 0.5))))
-        epochs = int(min(1000, max(100, round(22e6 / max(1, n_train * n_steps)))))
+        width = int(min(100, max(32, round(4.7 * n_train ** 0.5))))
+        epochs = int(min(1000, max(100, round(13.5e6 / max(1, n_train * n_steps)))))
         if self.max_epochs != defaults["max_epochs"]:
             epochs = self.max_epochs  # a budget set elsewhere (a study's) sets the ramps' length
         scaled = {
             "ic_enc_dim": width, "ic_dim": width, "gen_dim": width, "ci_enc_dim": max(16, width // 2),
-            "con_dim": max(16, width // 2), "fac_dim": int(min(40, max(10, round(n_units / 4)))),
-            "batch_size": int(min(64, max(8, n_train // 8))), "max_epochs": epochs,
+            "con_dim": max(16, width // 2), "fac_dim": int(min(40, max(10, round(n_units / 6)))),
+            "batch_size": int(min(64, max(8, n_train // 3))), "max_epochs": epochs,
             "kl_increase_epoch": epochs // 8, "l2_increase_epoch": epochs // 8, "patience": max(20, epochs // 4),
         }
         changes = {name: value for name, value in scaled.items() if getattr(self, name) == defaults[name]}
