@@ -11,7 +11,7 @@ NLB_TOOLS_ENV ?= .venv-nlb-tools
 YU2009 ?= ../shared/data/real/yu2009_pmd_delayed_reach_spikecounts.mat
 YU2009_DIR ?= runs/yu2009
 
-.PHONY: install test eval report oracle yu2009 bench clean
+.PHONY: install test eval tune report oracle yu2009 bench clean
 
 install: $(BIN)/nlb-suite
 
@@ -30,6 +30,10 @@ test: install
 eval: install
 	$(BIN)/nlb-suite eval --model $(MODEL) --dataset $(DATASET) --phase $(PHASE) --bin $(BIN_MS) $(ARGS)
 
+# A hyperparameter study on Ray Tune (AutoLFADS' PBT for lfads): `make tune MODEL=lfads DATASET=synth_maze`.
+tune: install
+	$(BIN)/nlb-suite tune --model $(MODEL) --dataset $(DATASET) --phase $(PHASE) --bin $(BIN_MS) $(ARGS)
+
 report: install
 	$(BIN)/nlb-suite report --html
 
@@ -47,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_gpfa.py
 	$(BIN)/python benchmarks/bench_lfads.py --peer lfads-torch
+	$(BIN)/python benchmarks/bench_tune.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

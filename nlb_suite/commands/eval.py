@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..outputs.locations import CHECKPOINTS, SUBMISSIONS
-from ._common import add_bin, add_dataset, add_out, add_overrides, add_phase, add_results, chosen_dataset
+from ._common import (
+    UsageError,
+    add_bin,
+    add_dataset,
+    add_out,
+    add_overrides,
+    add_phase,
+    add_results,
+    chosen_dataset,
+)
 
 if TYPE_CHECKING:
+    from ..pipeline.eval import EvalRun
     from ..scoring import Scores
 
 NAME = "eval"
@@ -16,8 +27,13 @@ HELP = "fit a model, write its submission, score it (val phase; test phase on sy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", required=True,
+    parser.add_argument("--model", "-m", default=None,
                         help="a model name (`nlb-suite models` lists them: smoothing, gpfa, kalman, lfads, ...)")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="rerun the configuration a study wrote (runs/tune/<study>/best.toml): its model, "
+                             "dataset, phase, bin and hyperparameters exactly")
+    parser.add_argument("--untuned", action="store_true",
+                        help="ignore the dataset's own tables in baselines/<model>.toml (defaults and [default] only)")
     add_dataset(parser)
     add_phase(parser)
     add_bin(parser)
@@ -49,32 +65,47 @@ def print_scores(scores: Scores, title: str) -> None:
         print(f"  {name:<16} {_fmt(value)}{ci}")
 
 
+def _print_run(result: EvalRun, title: str) -> None:
+    print(f"submission: {result.submission}")
+    if result.latents is not None:
+        print(f"latents:    {result.latents}")
+    if result.scores is None:
+        print("test phase: score the submission with `nlb-suite score SUBMISSION --phase test`")
+        return
+    print_scores(result.scores, title)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import run_eval
 
+    if args.config is not None:
+        from ..pipeline.tune import eval_best, read_best_config
+
+        if args.model or args.datasets or args.overrides or args.resume or args.untuned or args.seeds > 1:
+            raise UsageError("--config names the model, dataset and hyperparameters; drop --model, --dataset, "
+                             "--set, --resume, --untuned and --seeds")
+        config = read_best_config(args.config)
+        result = eval_best(config, root=args.data_dir, fetch=not args.no_fetch, submissions_dir=args.out,
+                           results=args.results, n_boot=args.n_boot)
+        _print_run(result, f"{result.spec.result_name(config.bin_ms)} ({config.phase}), model {config.model}")
+        return 0
+    if args.model is None:
+        raise UsageError("name a model with --model NAME (or a study's configuration with --config FILE)")
     options = dict(phase=args.phase, bin_ms=args.bin_ms, overrides=args.overrides, root=args.data_dir,
                    fetch=not args.no_fetch, submissions_dir=args.out, results=args.results, n_boot=args.n_boot,
-                   resume=args.resume, checkpoints_dir=CHECKPOINTS)
+                   resume=args.resume, checkpoints_dir=CHECKPOINTS, use_tables=not args.untuned)
     if args.seeds > 1:
         from ..pipeline.ensemble import run_seeds
 
         runs, ensemble = run_seeds(chosen_dataset(args), args.model, args.seeds, **options)
         for member in runs:
-            print(f"submission: {member.submission}")
-            if member.scores is not None:
-                print_scores(member.scores, f"{member.spec.result_name(args.bin_ms)} ({args.phase}), model "
-                                            f"{args.model}, seed {member.hyperparameters.get('seed')}")
+            _print_run(member, f"{member.spec.result_name(args.bin_ms)} ({args.phase}), model {args.model}, "
+                               f"seed {member.hyperparameters.get('seed')}")
         print(f"\nensemble:   {ensemble.submission}")
         if ensemble.scores is not None:
             print_scores(ensemble.scores, f"{runs[0].spec.result_name(args.bin_ms)} ({args.phase}), "
                                           f"{ensemble.record.model if ensemble.record else 'ensemble'}")
         return 0
     result = run_eval(chosen_dataset(args), args.model, **options)
-    print(f"submission: {result.submission}")
-    if result.latents is not None:
-        print(f"latents:    {result.latents}")
-    if result.scores is None:
-        print("test phase: score the submission with `nlb-suite score SUBMISSION --phase test`")
-        return 0
-    print_scores(result.scores, f"{result.spec.result_name(args.bin_ms)} ({args.phase}), model {args.model}")
+    _print_run(result, f"{result.spec.result_name(args.bin_ms)} ({args.phase}), model {args.model}")
     return 0

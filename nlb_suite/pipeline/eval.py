@@ -8,12 +8,13 @@ predicted and been scored.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.arrays import Phase, Tensors, check_phase
+from ..core.arrays import Phase, Rates, Tensors, check_phase
 from ..core.paths import inside
 from ..core.spec import DatasetSpec, spec_to_dict
 from ..core.writable import check_file, check_folder
@@ -140,13 +141,16 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
              overrides: list[str] | dict[str, Any] | None = None, root: str | Path | None = None,
              fetch: bool = True, submissions_dir: Path = DEFAULT_SUBMISSIONS, results: str | Path | None = None,
              n_boot: int = 1000, record: bool = True, resume: bool = False,
-             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True, name_suffix: str = "") -> EvalRun:
+             checkpoints_dir: Path = DEFAULT_CHECKPOINTS, use_tables: bool = True, name_suffix: str = "",
+             checkpoint: Path | None = None, extra: dict[str, Any] | None = None) -> EvalRun:
     """Fit `model` on `dataset` and, in the val phase (or on synthetic data), score it and append
     a results record. `use_tables=False` ignores the dataset's own tables in the model's TOML.
 
     A model that checkpoints its training does so under `checkpoints_dir`, in a folder of this
-    run name and hyperparameters; `resume` continues an interrupted run from there. `name_suffix`
-    is added to the run name of its submission and checkpoints (one seed of several: `_seed1`)."""
+    run name and hyperparameters (or in `checkpoint`, a folder of its own: a tuning study's best
+    member); `resume` continues an interrupted run from there. `name_suffix` is added to the run
+    name of its submission and checkpoints (one seed of several: `_seed1`). `extra` goes into the
+    record's `extra` (a tuned run's study)."""
     spec = get_spec(dataset)
     check_phase(phase)
     spec.check_bin(bin_ms)
@@ -159,10 +163,10 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     check_file(latents_path(path), "the run's latents")
     if record:
         check_file(results_path(results), "the results store", append=True)
-    if isinstance(settings.model, Checkpointing):
+    if isinstance(settings.model, Checkpointing) and checkpoint is None:
         check_folder(checkpoints_dir, "the checkpoints folder")
-    checkpoints = _prepare_checkpoints(settings, model, checkpoint_folder(checkpoints_dir, name,
-                                                                          settings.hyperparameters), resume)
+    folder = checkpoint or checkpoint_folder(checkpoints_dir, name, settings.hyperparameters)
+    checkpoints = _prepare_checkpoints(settings, model, folder, resume)
     ensure_dataset(spec, root, fetch)
     tensors: Tensors = make_tensors(spec, phase, bin_ms, root)
     estimator = settings.model
@@ -173,10 +177,38 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     started = time.perf_counter()
     rates = estimator.predict(tensors)
     predict_seconds = time.perf_counter() - started
-    rates.check_shapes(tensors.sizes, where=f"model {model!r}")
+    curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
+    published = publish(rates, tensors, spec, phase, bin_ms, model, settings, root=root,
+                        submissions_dir=submissions_dir, results=results, n_boot=n_boot, record=record,
+                        curves=curves, fit_seconds=fit_seconds, predict_seconds=predict_seconds, extra=extra,
+                        name_suffix=name_suffix)
+    return EvalRun(spec=spec, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=settings.hyperparameters,
+                   runtime=settings.runtime, submission=published.submission, latents=published.latents,
+                   checkpoints=checkpoints, scores=published.scores, record=published.record)
+
+
+@dataclass
+class Published:
+    submission: Path
+    latents: Path | None
+    scores: Scores | None
+    record: RunRecord | None
+
+
+def publish(rates: Rates, tensors: Tensors, spec: DatasetSpec, phase: Phase, bin_ms: int, model: str,
+            settings: ModelSettings, *, root: str | Path | None = None, submissions_dir: Path = DEFAULT_SUBMISSIONS,
+            results: str | Path | None = None, n_boot: int = 1000, record: bool = True,
+            curves: dict[str, Any] | None = None, fit_seconds: float | None = None,
+            predict_seconds: float | None = None, extra: dict[str, Any] | None = None,
+            label: str | None = None, name_suffix: str = "") -> Published:
+    """A model's rates as a submission (`<run name><name_suffix>.h5`, or `label` in place of the
+    model's name) and, where targets exist, scores and a results record under that name. Scored
+    before anything is written."""
+    label = label or model
+    rates.check_shapes(tensors.sizes, where=f"model {label!r}")
     targets = make_targets(spec, phase, bin_ms, root) if phase == "val" or spec.source == "synthetic" else None
     seed = settings.hyperparameters.get(SEED)
-
+    path = submission_path(Path(submissions_dir), spec, phase, bin_ms, label, name_suffix)
     # Scored before anything is written: a scoring failure (a damaged truth file, say) leaves no
     # submission without its record.
     scores = None
@@ -184,17 +216,16 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
         scores = score(rates, targets, true_rates=make_true_rates(spec, tensors, root), n_boot=n_boot,
                        seed=int(seed or 0))
     write_submission(path, {spec.result_name(bin_ms): rates})
-    curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
     latents = write_artifacts(latents_path(path), rates.latents, curves)
 
     run_record = None
     if record and scores is not None:
         run_record = RunRecord.from_scores(
-            scores, dataset=spec.name, phase=phase, bin_ms=bin_ms, model=model,
+            scores, dataset=spec.name, phase=phase, bin_ms=bin_ms, model=label,
             hyperparameters=settings.hyperparameters, seed=seed, fit_seconds=fit_seconds,
             predict_seconds=predict_seconds, submission=path, runtime=settings.runtime, spec=record_spec(spec),
         )
+        if extra:
+            run_record = dataclasses.replace(run_record, extra=run_record.extra | extra)
         append_record(run_record, results)
-    return EvalRun(spec=spec, phase=phase, bin_ms=bin_ms, model=model, hyperparameters=settings.hyperparameters,
-                   runtime=settings.runtime, submission=path, latents=latents, checkpoints=checkpoints,
-                   scores=scores, record=run_record)
+    return Published(path, latents, scores, run_record)

@@ -324,3 +324,40 @@ def training_curves_figure(histories: Mapping[str, TrainingHistory], colors: Col
     handles += [_line("train loss", "0.3"), _line("validation loss", "0.3", linestyle="--")]
     _legend_below(figure, handles)
     return _png(figure)
+
+
+def study_figure(rounds: Sequence[Any], space: Sequence[Mapping[str, Any]], minimize: bool) -> bytes:
+    """A tuning study over time (the AutoLFADS figure): each member's objective per round with the
+    population's best and median (first panel), then each searched hyperparameter's values
+    across the population (log axes for log ranges). `rounds` are `outputs.studies.Round`s."""
+    names = [dim["name"] for dim in space if dim.get("choices") is None]
+    n_panels = 1 + len(names)
+    n_columns = min(4, n_panels)
+    figure, axes = _grid((n_panels + n_columns - 1) // n_columns, n_columns, 3.0, 2.4, sharex=False)
+    flat = [ax for row in axes for ax in row]
+    x = np.array([r.epoch for r in rounds], dtype=float)
+    per_trial = all(len(r.members) == 1 for r in rounds)
+    xlabel = "trial" if per_trial else "epoch"
+    objective_ax = flat[0]
+    for r, position in zip(rounds, x):
+        values = [m["objective"] for m in r.members.values() if m.get("objective") is not None]
+        objective_ax.scatter(np.full(len(values), position), values, s=8, color="0.6")
+    objective_ax.plot(x, [r.best for r in rounds], color="C0", linewidth=1.4, label="best")
+    if not per_trial:
+        objective_ax.plot(x, [r.median for r in rounds], color="C1", linewidth=1.2, linestyle="--", label="median")
+    objective_ax.set(xlabel=xlabel, ylabel="objective",
+                     title=("validation loss (lower is better)" if minimize else "validation co-bps"))
+    objective_ax.legend(fontsize=7)
+    for ax, dim in zip(flat[1:], [d for d in space if d.get("choices") is None]):
+        for r, position in zip(rounds, x):
+            values = [m[dim["name"]] for m in r.members.values() if m.get(dim["name"]) is not None]
+            ax.scatter(np.full(len(values), position), values, s=8, color="C2")
+        if dim.get("log"):
+            ax.set_yscale("log")
+        ax.set(xlabel=xlabel, title=dim["name"])
+        if dim.get("low") is not None and dim.get("high") is not None:
+            ax.axhline(dim["low"], color="0.8", linewidth=0.8)
+            ax.axhline(dim["high"], color="0.8", linewidth=0.8)
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    return _png(figure)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..core.atomic import write_text_atomic
 from ..outputs.results import RunRecord, git_commit
+from ..outputs.studies import read_rounds, read_study, read_trials
 from . import figures
 from .claims import CLAIMS, Claims
 from .figures import Colors
@@ -77,6 +78,7 @@ class Section:
     blocks: list[FigureBlock | Omission]
     notes: list[str]
     claims: Claims | None = None
+    studies_html: str = ""
 
     @property
     def anchor(self) -> str:
@@ -286,8 +288,46 @@ def _section(records: Sequence[RunRecord], key: TableKey, root: str | Path | Non
         except PieceMissing as missing:
             blocks.append(Omission(title, str(missing)))
         progress.update()
+    studies_html = []
+    for record in view.records:
+        block, trials_html = _study(record)
+        if block is not None:
+            blocks.append(block)
+            studies_html.append(trials_html)
     return Section(key=key, table_html=_leaderboard_html(table, labels),
-                   settings_html=_settings_html(table, labels, view.records), blocks=blocks, notes=view.run_notes)
+                   settings_html=_settings_html(table, labels, view.records), blocks=blocks, notes=view.run_notes,
+                   studies_html="".join(studies_html))
+
+
+def _study(record: RunRecord) -> tuple[FigureBlock | Omission | None, str]:
+    """A tuned run's study: the population over time and its table of trials (best first)."""
+    tuning = record.extra.get("tuning")
+    if not isinstance(tuning, dict) or "study" not in tuning or "ensemble" in tuning:
+        return None, ""
+    folder = Path(str(tuning["study"]))
+    title = f"Tuning study of {record.model} ({tuning.get('method', '?')})"
+    rounds, study = read_rounds(folder), read_study(folder)
+    if not rounds or not study:
+        return Omission(title, f"the study folder {folder} is missing or has no rounds"), ""
+    minimize = study.get("method") == "pbt"
+    caption = (f"{folder}: {len(rounds)} rounds, {tuning.get('trials', '?')} trials, "
+               f"{float(tuning.get('wall_seconds', 0)):.0f} s. First panel: each member's objective per round "
+               "(grey), the population's best and median; then each searched hyperparameter across the "
+               "population (grey lines: its range).")
+    png = figures.study_figure(rounds, study.get("space", []), minimize)
+    trials = read_trials(folder)
+    names = [dim["name"] for dim in study.get("space", [])]
+    head = "".join(f"<th>{_text(name)}</th>" for name in ["trial", "score", "epoch", *names])
+    body = []
+    for row in trials:
+        config = row.get("config", {})
+        cells = [row.get("trial_id", ""), f"{row.get('score', float('nan')):.5g}", row.get("metrics", {}).get("epoch", "")]
+        cells += [f"{config[name]:.4g}" if isinstance(config.get(name), float) else config.get(name, "") for name in names]
+        body.append("<tr>" + "".join(f"<td>{_text(cell)}</td>" for cell in cells) + "</tr>")
+    trials_html = (f"<h3>Trials of the study in {_text(folder)}</h3>"
+                   f'<div class="table-wrap"><table class="sortable settings"><thead><tr>{head}</tr></thead>'
+                   f'<tbody>{"".join(body)}</tbody></table></div>')
+    return FigureBlock(title, caption, png), trials_html
 
 
 def _block_html(block: FigureBlock | Omission) -> str:
@@ -326,6 +366,7 @@ def _section_html(section: Section) -> str:
         _claims_html(section.claims),
         "<h3>Figures</h3>",
         *(_block_html(block) for block in section.blocks),
+        section.studies_html,
         "<h3>Settings and versions behind every row</h3>",
         section.settings_html,
         "</section>",

@@ -62,6 +62,10 @@ class LFADSConfig(Hyperparameters):
     valid_fraction: float = param(0.1, low=0, high=1, low_inclusive=False, high_inclusive=False)
     n_samples: int = param(50, low=1)
     seed: int = param(0, low=0)
+    # Sizes and budget from the data where they are left at their defaults (`scaled_to`): what
+    # baselines/lfads.toml's [default] asks for, so that a dataset without a table of its own
+    # gets a model fitted in minutes instead of lfads-torch's full-size one.
+    scale_to_data: bool = param(False)
     # How it runs. `threads` sets torch's CPU threads while fitting and predicting (0 leaves
     # torch's setting); it defaults to 1: the time loop's small matrix products gain little from
     # a second thread, and on shared cores OpenMP threads waiting on each other have made epochs
@@ -78,6 +82,32 @@ class LFADSConfig(Hyperparameters):
                              "set co_dim = 0 for a model without inferred inputs")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ModelError(f"lfads: device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    def scaled_to(self, n_train: int, n_steps: int, n_units: int) -> "LFADSConfig":
+        """With `scale_to_data`, the fields still at their constructor defaults scaled to `n_train`
+        trials of `n_steps` bins (window + forward) and `n_units` held-in units; every field set
+        otherwise is kept. Anchors: lfads-torch's sizes (100 wide, batch 64) are for mc_maze's
+        ~1700 training trials; the synth_maze table (188 training trials of 180 steps, generator
+        64, batch 64, 400 epochs, 50-epoch ramps) reached 96% of the true-rate ceiling in about
+        6 minutes on one core. Width grows with the square root of the trial count (64 at 188
+        trials), factors are a sixth of the units (20 of 114 there), batches a third of the
+        trials up to 64; the epochs keep trials x steps x epochs at that run's (so the time stays
+        near minutes), the ramps take an eighth of them."""
+        if not self.scale_to_data:
+            return self
+        defaults = type(self).defaults()
+        width = int(min(100, max(32, round(4.7 * n_train ** 0.5))))
+        epochs = int(min(1000, max(100, round(13.5e6 / max(1, n_train * n_steps)))))
+        if self.max_epochs != defaults["max_epochs"]:
+            epochs = self.max_epochs  # a budget set elsewhere (a study's) sets the ramps' length
+        scaled = {
+            "ic_enc_dim": width, "ic_dim": width, "gen_dim": width, "ci_enc_dim": max(16, width // 2),
+            "con_dim": max(16, width // 2), "fac_dim": int(min(40, max(10, round(n_units / 6)))),
+            "batch_size": int(min(64, max(8, n_train // 3))), "max_epochs": epochs,
+            "kl_increase_epoch": epochs // 8, "l2_increase_epoch": epochs // 8, "patience": max(20, epochs // 4),
+        }
+        changes = {name: value for name, value in scaled.items() if getattr(self, name) == defaults[name]}
+        return self.replace(**changes)
 
     @property
     def ramps_done_epoch(self) -> int:

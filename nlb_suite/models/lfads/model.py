@@ -28,6 +28,16 @@ PREDICT_ROWS = 1024
 
 
 @dataclass
+class TrainingSetup:
+    """What `LFADS.fit` trains: all training trials, the split, the trainer."""
+
+    trials: Batch
+    train_index: torch.Tensor
+    valid_index: torch.Tensor
+    trainer: Trainer
+
+
+@dataclass
 class PosteriorAverage:
     """Averages over posterior samples, (trials, bins + forward, ...)."""
 
@@ -82,30 +92,44 @@ class LFADS(Estimator[LFADSConfig]):
 
     def fit(self, tensors: Tensors) -> "LFADS":
         """Train on the training trials of `tensors` (held-in, held-out and forward spikes)."""
-        cfg = self.config
+        device = self._device()
+        with self._session(device, self.config.seed):
+            setup = self.training_setup(tensors, device)
+            setup.trainer.run(setup.trials, setup.train_index, setup.valid_index)
+        self.adopt(setup.trainer)
+        return self
+
+    def training_setup(self, tensors: Tensors, device: torch.device | None = None) -> "TrainingSetup":
+        """The training data, split and `Trainer` that `fit` runs (a population-based-training
+        member runs the same, a few epochs at a time): the validation trials are drawn from the
+        training trials only, by `seed`. With `scale_to_data` the sizes and budget come from
+        the data here (`LFADSConfig.scaled_to`); `fitted_config_` holds what was trained."""
         n_trials, n_bins, n_heldin = tensors.train_spikes_heldin.shape
+        cfg = self.fitted_config_ = self.config.scaled_to(n_trials, n_bins + tensors.n_forward, n_heldin)
         if n_trials < 2:
             raise ModelError(f"lfads: needs at least 2 training trials (one for validation), got {n_trials}")
         if n_bins <= cfg.ci_lag and cfg.co_dim > 0:
             raise ModelError(f"lfads: ci_lag {cfg.ci_lag} must be shorter than the trials ({n_bins} bins)")
-        device = self._device()
+        device = self._device() if device is None else device
         self.n_bins_, self.n_forward_ = n_bins, tensors.n_forward
         self.n_heldin_, self.n_heldout_ = n_heldin, tensors.n_heldout
-        with self._session(device, cfg.seed):
-            trials = self._training_batch(tensors, device)
-            valid_index, train_index = self._split(n_trials, device)
-            network = LFADSNetwork(cfg, n_heldin, n_heldin + tensors.n_heldout).to(device)
-            network.set_mean_rates(_mean_rates(trials, valid_index))
-            # What a checkpoint must agree on to be resumed: every hyperparameter and the data's sizes.
-            identity = {"hyperparameters": cfg.hyperparameters(),
-                        "data": {"n_train": n_trials, "n_bins": n_bins, "n_forward": tensors.n_forward,
-                                 "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}}
-            trainer = Trainer(network, cfg, n_heldin, n_bins, identity, self.checkpoint_dir, self.resume)
-            state = trainer.run(trials, train_index, valid_index)
-        self.network_ = network
-        self.history_: list[EpochRecord] = state.history
-        self.best_epoch_: int = state.best_epoch
-        return self
+        trials = self._training_batch(tensors, device)
+        valid_index, train_index = self._split(n_trials, device)
+        network = LFADSNetwork(cfg, n_heldin, n_heldin + tensors.n_heldout).to(device)
+        network.set_mean_rates(_mean_rates(trials, valid_index))
+        # What a checkpoint must agree on to be resumed: every hyperparameter and the data's sizes.
+        identity = {"hyperparameters": cfg.hyperparameters(),
+                    "data": {"n_train": n_trials, "n_bins": n_bins, "n_forward": tensors.n_forward,
+                             "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}}
+        trainer = Trainer(network, cfg, n_heldin, n_bins, identity, self.checkpoint_dir, self.resume)
+        return TrainingSetup(trials, train_index, valid_index, trainer)
+
+    def adopt(self, trainer: Trainer) -> None:
+        """Take the trained network and curves of `trainer` (set up by `training_setup`) as the
+        fitted model."""
+        self.network_ = trainer.network
+        self.history_: list[EpochRecord] = trainer.state.history
+        self.best_epoch_: int = trainer.state.best_epoch
 
     def _training_batch(self, tensors: Tensors, device: torch.device) -> Batch:
         """All training trials as one `Batch`, assembled in place (mc_maze is 60 MB a copy)."""
@@ -189,7 +213,7 @@ class LFADS(Estimator[LFADSConfig]):
         network.eval()
         n_trials, steps = heldin.shape[0], self.n_bins_ + self.n_forward_
         rates = np.empty((n_trials, steps, self.n_heldin_ + self.n_heldout_), np.float32)
-        factors = np.empty((n_trials, steps, self.config.fac_dim), np.float32)
+        factors = np.empty((n_trials, steps, self.fitted_config_.fac_dim), np.float32)
         inputs = np.empty((n_trials, steps, self.config.co_dim), np.float32) if self.config.co_dim > 0 else None
         spikes = torch.from_numpy(np.nan_to_num(heldin.astype(np.float32), nan=0.0))
         chunk = max(1, PREDICT_ROWS // samples)

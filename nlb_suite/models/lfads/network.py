@@ -50,6 +50,11 @@ class LFADSNetwork(nn.Module):
         with torch.no_grad():
             self.readout.bias.copy_(torch.log(mean_rates.clamp(min=1e-3)))
 
+    def set_dropout(self, rate: float) -> None:
+        """Another dropout rate from the next step on (population-based training perturbs it)."""
+        self.encoder.dropout_rate = rate
+        self.decoder.dropout_rate = rate
+
     def forward(self, spikes: Tensor, n_steps: int, sample: bool) -> NetworkOutput:
         """spikes: (batch, bins, n_input) encoder input; n_steps >= bins: bins to reconstruct.
         `sample` draws g0 and the inferred inputs from their posteriors; else their means."""

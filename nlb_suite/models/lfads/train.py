@@ -112,9 +112,11 @@ class Trainer:
         self.state = TrainingState()
 
     def run(self, trials: Batch, train_index: Tensor, valid_index: Tensor,
-            until_epoch: int | None = None) -> TrainingState:
+            until_epoch: int | None = None, keep_last: bool = False) -> TrainingState:
         """Train on `trials[train_index]`, select on `trials[valid_index]`, until `max_epochs`,
-        early stopping or (when given) `until_epoch` epochs in all, whichever comes first."""
+        early stopping or (when given) `until_epoch` epochs in all, whichever comes first.
+        `keep_last` leaves the network with its last weights (training goes on from there, as a
+        population-based-training member's does between perturbations) instead of the best."""
         cfg = self.config
         valid = trials.take(valid_index)
         if self.resume:
@@ -130,9 +132,20 @@ class Trainer:
                                 co_bps=f"{record.valid_co_bps:.3f}")
                 if cfg.log_every > 0 and (record.epoch + 1) % cfg.log_every == 0:
                     bar.write(_log_line(record), file=sys.stderr)
-        if self.state.best_weights is not None:
+        if self.state.best_weights is not None and not keep_last:
             self.network.load_state_dict(self.state.best_weights)
         return self.state
+
+    def set_config(self, config: LFADSConfig) -> None:
+        """Go on training with other values of the settings that may change between epochs
+        (learning rate, AdamW's eps and weight decay, dropout, coordinated dropout, KL and L2
+        scales): population-based training perturbs them. Sizes must not change."""
+        self.config = config
+        for group in self.optimizer.param_groups:
+            group.update(lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay)
+        self.scheduler.factor, self.scheduler.patience = config.lr_decay, config.lr_patience
+        self.scheduler.min_lrs = [config.lr_stop] * len(self.optimizer.param_groups)
+        self.network.set_dropout(config.dropout)
 
     def stopped(self) -> bool:
         return self.state.epochs_since_best >= self.config.patience
@@ -220,6 +233,11 @@ class Trainer:
     def _save_last(self) -> None:
         if self.checkpoint_dir is None:
             return
+        self.save(self.checkpoint_dir / LAST_CHECKPOINT)
+
+    def save(self, path: Path) -> None:
+        """The whole training state (weights, optimiser, scheduler, curves, selection, random
+        state) as one checkpoint file: what `restore` continues from."""
         state = self.state
         payload = {
             "format": CHECKPOINT_FORMAT,
@@ -234,7 +252,7 @@ class Trainer:
             "best_weights": state.best_weights,
             "rng": _rng_state(self.network),
         }
-        save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, payload)
+        save_checkpoint(path, payload)
 
     def _save_best(self) -> None:
         if self.checkpoint_dir is None:
@@ -248,13 +266,19 @@ class Trainer:
         other hyperparameters or other data is refused, naming what differs."""
         assert self.checkpoint_dir is not None
         path = self.checkpoint_dir / LAST_CHECKPOINT
-        if not path.exists():
-            return
+        if path.exists():
+            self.restore(path)
+
+    def restore(self, path: Path, same_settings: bool = True) -> None:
+        """Continue from the checkpoint at `path`. With `same_settings` (resuming a run) one made
+        with other hyperparameters or other data is refused, naming what differs; without it
+        (a population member taking over another's state) only the data must agree."""
         payload = load_checkpoint(path)
         if payload.get("format") != CHECKPOINT_FORMAT or "identity" not in payload:
             raise ModelError(f"{path}: written by another version of nlb_suite (format "
                              f"{payload.get('format')!r}); remove the folder to start afresh")
-        differences = _differences(payload["identity"], self.identity)
+        compared = payload["identity"] if same_settings else {"data": payload["identity"].get("data")}
+        differences = _differences(compared, self.identity if same_settings else {"data": self.identity.get("data")})
         if differences:
             raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings "
                              f"({'; '.join(differences)}); rerun with those settings, or without --resume")
