@@ -49,7 +49,9 @@ def gflop(config: BenchConfig) -> dict[str, float]:
     enc_in = sum(2 * batch * bins * n_in * 3 * h for h in cells)
     enc_hh = sum(2 * batch * bins * h * 3 * h for h in cells)
     con, gen, fac, co, ci = s["con_dim"], s["gen_dim"], s["fac_dim"], s["co_dim"], 2 * s["ci_enc_dim"]
-    unroll = 2 * batch * steps * (3 * con * (ci + fac + con) + 2 * co * con + 3 * gen * (co + gen) + fac * gen)
+    # The controller's CI product runs over the observed bins only (the CI is zero after them).
+    unroll = (2 * batch * bins * 3 * con * ci
+              + 2 * batch * steps * (3 * con * (fac + con) + 2 * co * con + 3 * gen * (co + gen) + fac * gen))
     readout = 2 * batch * steps * fac * units
     return {"encoders forward": (enc_in + enc_hh) / 1e9,
             "decoder forward (unroll)": unroll / 1e9,
