@@ -27,7 +27,9 @@ environment is built on first use in a cache folder (--peer-env, default
 ~/.cache/nlb_suite/peers/lfads-torch-py311): a Python 3.11 venv with PEER_REQUIREMENTS below and
 lfads-torch installed from the checkout with --no-deps (its own pins, torch 1.13 and
 pytorch-lightning 1.6, do not install on Python 3.11), and reused while the checkout is unchanged.
-Without a checkout the script says so and prints ours alone.
+Without a checkout the script says so and prints ours alone. (A mirror without lfads-torch's
+datasets/*.h5 serves too: `git --git-dir=MIRROR archive 007a555 -- . ':(exclude)datasets' | tar -x`.)
+`profile_lfads.py` shows where our training step spends its time, part by part.
 """
 
 from __future__ import annotations

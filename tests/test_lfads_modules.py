@@ -105,6 +105,41 @@ def test_controller_generator_unroll_equals_clipped_cell_loop():
     torch.testing.assert_close(means_only.inputs, means_only.co_mean)
 
 
+def test_controller_input_gradients_over_the_forward_bins_match_a_plain_loop():
+    """The controller's input gates over the forward bins are its input bias alone (no product
+    over the zero CI there): the gradients of that bias, of the CI weights and of the CI must be
+    those of a loop that feeds zeros."""
+    torch.manual_seed(4)
+    ci_dim, fac_dim, co_dim, steps, batch, forward = 4, 3, 2, 10, 5, 3
+    decoder = Decoder(ic_dim=3, gen_dim=6, fac_dim=fac_dim, ci_dim=ci_dim, con_dim=5, co_dim=co_dim,
+                      dropout=0.0).eval()
+    g0 = 2.0 * torch.randn(batch, 3)
+    ci = torch.randn(batch, steps - forward, ci_dim, requires_grad=True)
+    noise = torch.randn(batch, steps, co_dim)
+    con, gen = decoder.controller, decoder.generator
+    leaves = [ci, con.bias_ih, con.weight_ih, decoder.ic_to_g0.weight]
+
+    out = decoder(g0, ci, steps, noise)
+    scale = torch.randn_like(out.factors)
+    got = torch.autograd.grad((scale * out.factors).sum(), leaves)
+
+    padded = F.pad(ci, (0, 0, 0, forward))
+    con_h = decoder.controller_h0.clamp(-CELL_CLIP, CELL_CLIP).expand(batch, -1)
+    gen_h = decoder.ic_to_g0(g0).clamp(-CELL_CLIP, CELL_CLIP)
+    factor, factors = decoder.factor_map(gen_h), []
+    for t in range(steps):
+        con_h = clipped_gru_cell(torch.cat([padded[:, t], factor], dim=1), con_h, con.weight_ih, con.weight_hh,
+                                 con.bias_ih, con.bias_hh)
+        mean, logvar = decoder.co_linear(con_h).chunk(2, dim=1)
+        u = mean + torch.exp(0.5 * logvar) * noise[:, t]
+        gen_h = clipped_gru_cell(u, gen_h, gen.weight_ih_l0, gen.weight_hh_l0, gen.bias_ih_l0, gen.bias_hh_l0)
+        factor = decoder.factor_map(gen_h)
+        factors.append(factor)
+    expected = torch.autograd.grad((scale * torch.stack(factors, dim=1)).sum(), leaves)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
+
+
 def _network(co_dim: int = 2, dropout: float = 0.0) -> LFADSNetwork:
     config = LFADSConfig(ic_enc_dim=6, ci_enc_dim=5, ci_lag=2, con_dim=4, co_dim=co_dim, ic_dim=3, gen_dim=8,
                          fac_dim=3, dropout=dropout)

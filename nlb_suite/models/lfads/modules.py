@@ -157,11 +157,14 @@ class Decoder(nn.Module):
                 input_noise: Tensor | None) -> DecoderOutput:
         batch, con, gen = gen_h0.shape[0], self.controller, self.generator
         w_con_ci, w_con_fac = con.weight_ih.split([self.ci_dim, self.factor_map.weight.shape[0]], dim=1)
-        # The CI part of the controller's input gates, for all steps in one product (the CI
-        # encoding is zero over the forward bins, leaving the bias).
+        # The CI part of the controller's input gates, for all observed bins in one product. The
+        # CI encoding is zero over the forward bins, which leaves the bias there: the product is
+        # not run over those zeros (22% of its rows at both benchmark configurations).
         ci = apply_dropout(controller_input, self.dropout_rate, self.training).transpose(0, 1)
-        ci = F.pad(ci, (0, 0, 0, 0, 0, n_steps - ci.shape[0]))
-        con_input_gates = torch.addmm(con.bias_ih, ci.reshape(-1, self.ci_dim), w_con_ci.t())
+        n_bins = ci.shape[0]
+        observed_gates = torch.addmm(con.bias_ih, ci.reshape(-1, self.ci_dim), w_con_ci.t())
+        con_input_gates = torch.cat([observed_gates.view(n_bins, batch, -1),
+                                     con.bias_ih.expand(n_steps - n_bins, batch, -1)])
         if input_noise is None:
             noise = gen_h0.new_zeros(n_steps, batch, self.co_dim)
         else:
@@ -177,7 +180,7 @@ class Decoder(nn.Module):
             fac=self.factor_map.normalized_weight(),
         )
         con_h0 = self.controller_h0.clamp(-CELL_CLIP, CELL_CLIP).expand(batch, -1)
-        inputs = UnrollInputs(con_input_gates.view(n_steps, batch, -1), con_h0, gen_h0, noise, gen_keep, factor_keep)
+        inputs = UnrollInputs(con_input_gates, con_h0, gen_h0, noise, gen_keep, factor_keep)
         out = unroll(inputs, weights, autograd=self.autograd_unroll)
         co_mean, co_logvar = out.co_params.transpose(0, 1).split(self.co_dim, dim=2)
         return DecoderOutput(factors=out.factors.transpose(0, 1), co_mean=co_mean,
