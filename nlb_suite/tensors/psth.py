@@ -92,7 +92,11 @@ def segment_psth(rec: Recording, spec: DatasetSpec, bin_ms: int, trials: pd.Data
     field's bin, `align_time`), trials marked by `spec.outlier_field` left out, per condition the
     trials shorter than 0.8 of its mean length dropped, the mean over the trials present in each
     row, its last (shortest kept trial's length) rows kept and front-padded with NaN to the
-    window's length."""
+    window's length.
+
+    Segments differ in length, so `_accumulate` forms about one group per trial. Measured on
+    synth_rsg (1,000 trials, 5 ms), neither a cumulative sum over length-sorted trials with one
+    banded product per row (4.84 s against 4.92 s) nor FFT smoothing (6.15 s) was faster."""
     assert spec.eval_segment is not None
     start_field, end_field = spec.eval_segment
     fields = list(spec.psth_conditions)
