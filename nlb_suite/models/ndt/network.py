@@ -38,7 +38,7 @@ def band_mask(n_steps: int, backward: int, forward: int) -> Tensor | None:
 
 def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, dropout: float) -> Tensor:
     """Scaled dot-product attention, (batch, heads, steps, dims) each; `mask` bool, True where
-    allowed. Without dropout, `scaled_dot_product_attention` (its fused CPU kernel: 3-4x faster
+    allowed. Without dropout, `scaled_dot_product_attention` (its fused CPU kernel: about 2x faster
     than the explicit product on the MC_Maze shape); with dropout on the attention weights, the
     explicit softmax-dropout-product, because SDPA's dropout path on the CPU measured 1.3-4x
     slower than it (benchmarks/bench_ndt.py's docstring has the figures)."""
