@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_gpfa.py
 	$(BIN)/python benchmarks/bench_lfads.py --peer lfads-torch
+	$(BIN)/python benchmarks/bench_ndt.py
 	$(BIN)/python benchmarks/bench_tune.py
 
 clean:

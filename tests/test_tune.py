@@ -77,7 +77,7 @@ def test_shipped_tables_make_plans() -> None:
     assert lfads.base["max_epochs"] == lfads.settings.epochs
     real = read_plan("lfads", "mc_maze", 5).settings
     assert (real.population, real.perturbation_interval, real.burn_in) == (20, 25, 105)
-    for model in ("smoothing", "gpfa", "kalman"):
+    for model in ("smoothing", "gpfa", "kalman", "ndt", "stndt"):
         assert read_plan(model, "synth_maze", 5).settings.method == "random"
 
 
