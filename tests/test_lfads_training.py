@@ -11,7 +11,8 @@ from lfads_testing import one_torch_thread, rotation_dataset  # noqa: F401  (aut
 from nlb_suite.models.base import ModelError, make_model
 from nlb_suite.models.lfads import LFADS
 from nlb_suite.models.lfads.augment import block_gradients, coordinated_dropout
-from nlb_suite.models.lfads.train import Batch, Trainer, load_checkpoint, ramp, save_checkpoint
+from nlb_suite.models.lfads.train import Batch, Trainer, ramp
+from nlb_suite.models.torch_support import load_checkpoint, save_checkpoint
 from nlb_suite.scoring.metrics import bits_per_spike
 
 TINY = dict(ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=2, ic_dim=8, gen_dim=16, fac_dim=4, batch_size=16,
@@ -71,7 +72,7 @@ def test_checkpoints_are_plain_tensors_written_atomically(tmp_path):
     assert torch.equal(loaded["weights"]["w"], payload["weights"]["w"]) and loaded["epoch"] == 3
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="broken.pt"):
-        load_checkpoint(tmp_path / "broken.pt")
+        load_checkpoint(tmp_path / "broken.pt", "LFADS")
 
 
 def _weights(model: LFADS) -> dict[str, torch.Tensor]:
@@ -97,7 +98,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
         patch.setattr(Trainer, "_epoch", interrupted)
         with pytest.raises(KeyboardInterrupt):
             first.fit(data.tensors)
-    last = load_checkpoint(tmp_path / "last.pt")
+    last = load_checkpoint(tmp_path / "last.pt", "LFADS")
     assert last["epoch"] == 2 and set(last) >= {"weights", "identity", "optimizer", "scheduler", "rng"}
     assert last["identity"]["hyperparameters"] == LFADS(**settings).config.hyperparameters()
 
@@ -108,7 +109,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     assert resumed.best_epoch_ == straight.best_epoch_
     for name, value in _weights(straight).items():
         torch.testing.assert_close(_weights(resumed)[name], value, rtol=0, atol=0)
-    best = load_checkpoint(tmp_path / "best.pt")
+    best = load_checkpoint(tmp_path / "best.pt", "LFADS")
     assert best["epoch"] == straight.best_epoch_
     for name, value in best["weights"].items():
         torch.testing.assert_close(value, _weights(straight)[name], rtol=0, atol=0)

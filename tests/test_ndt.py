@@ -23,7 +23,8 @@ from nlb_suite.models.ndt.masking import (
     replace_masked,
 )
 from nlb_suite.models.ndt.network import NDTNetwork, band_mask
-from nlb_suite.models.ndt.train import load_checkpoint, schedule
+from nlb_suite.models.ndt.train import schedule
+from nlb_suite.models.torch_support import load_checkpoint
 
 TINY = {"n_layers": 1, "ff_dim": 16, "batch_size": 16, "max_epochs": 6, "patience": 6, "lr": 5e-3,
         "warmup_fraction": 0.1, "log_every": 0}
@@ -129,9 +130,9 @@ def test_checkpoint_round_trip_and_resume_equal_to_an_uninterrupted_run(name: st
     whole = make_model(name, **TINY)
     whole.use_checkpoints(tmp_path / "whole", resume=False)
     whole.fit(tensors)
-    saved = load_checkpoint(tmp_path / "whole" / "last.pt")
+    saved = load_checkpoint(tmp_path / "whole" / "last.pt", "NDT")
     assert saved["epoch"] == TINY["max_epochs"] and saved["identity"]["hyperparameters"] == whole.config.hyperparameters()
-    best = load_checkpoint(tmp_path / "whole" / "best.pt")
+    best = load_checkpoint(tmp_path / "whole" / "best.pt", "NDT")
     assert set(best["weights"]) == set(whole.network_.state_dict())
 
     interrupted = make_model(name, **TINY)

@@ -14,8 +14,9 @@ import torch
 
 from ...core.arrays import Tensors
 from ..base import ModelError
+from ..torch_support import load_checkpoint, save_checkpoint
 from .model import LFADS
-from .train import CHECKPOINT_FORMAT, LAST_CHECKPOINT, load_checkpoint, save_checkpoint
+from .train import CHECKPOINT_FORMAT, LAST_CHECKPOINT
 
 # Hyperparameters that can change while a member trains: the rest (sizes, split, ramps, budget)
 # fix the network or the data it sees. AutoLFADS perturbs exactly these.
@@ -93,7 +94,7 @@ def export_checkpoint(source: Path, target: Path, hyperparameters: dict[str, Any
     finished LFADS run with `hyperparameters` (its final values, `max_epochs` set to the epochs
     it trained): `LFADS` with those and `use_checkpoints(target, resume=True)` then predicts
     from exactly these weights. Returns the hyperparameters it was written for."""
-    payload = load_checkpoint(source / LAST_CHECKPOINT)
+    payload = load_checkpoint(source / LAST_CHECKPOINT, "LFADS")
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{source}: not an LFADS checkpoint of this version")
     data = payload["identity"]["data"]

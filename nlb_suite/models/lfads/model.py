@@ -8,15 +8,15 @@ before any work.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from ...core.arrays import LatentKind, Rates, Tensors, latent_key
-from ..base import Estimator, ModelError, not_fitted
+from ..base import ModelError, not_fitted
+from ..torch_support import TorchEstimator
 from .augment import sample_validation_mask
 from .config import LFADSConfig
 from .network import LFADSNetwork
@@ -46,7 +46,7 @@ class PosteriorAverage:
     inputs: np.ndarray | None
 
 
-class LFADS(Estimator[LFADSConfig]):
+class LFADS(TorchEstimator[LFADSConfig]):
     """Latent Factor Analysis via Dynamical Systems (Pandarinath et al. 2018), as lfads-torch
     runs it: IC encoder, controller with an AR(1) prior on its inferred inputs, generator,
     factors, Poisson readout; coordinated dropout, sample validation, ramped KL and L2 penalties,
@@ -59,34 +59,6 @@ class LFADS(Estimator[LFADSConfig]):
     `last.pt`; a checkpoint made with other hyperparameters or data is refused."""
 
     Config = LFADSConfig
-
-    def __init__(self, **hyperparameters: object) -> None:
-        super().__init__(**hyperparameters)
-        self._device()  # a device that is not here fails now, not after the data are loaded
-        self.checkpoint_dir: Path | None = None
-        self.resume = False
-
-    def use_checkpoints(self, folder: Path, resume: bool) -> None:
-        self.checkpoint_dir, self.resume = Path(folder), resume
-
-    def training_curves(self) -> dict[str, np.ndarray]:
-        rows = getattr(self, "history_", [])
-        if not rows:
-            return {}
-        return {item.name: np.array([getattr(row, item.name) for row in rows], dtype=np.float64)
-                for item in fields(rows[0])}
-
-    def _device(self) -> torch.device:
-        device = self.config.device
-        if device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            chosen = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ModelError(f"lfads: device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ModelError(f"lfads: device {device!r} asked for, but CUDA is not available here")
-        return chosen
 
     # --- fit -----------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ held-in entries carry gradient), the KL terms per trial, each already multiplied
 
 from __future__ import annotations
 
-import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,9 +18,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ...core.atomic import atomic_path
 from ...core.poisson import bits_per_spike
 from ..base import ModelError
+from ..torch_support import load_checkpoint, save_checkpoint, setting_differences, shuffled_batches
 from .augment import block_gradients, coordinated_dropout, hold_back
 from .config import LFADSConfig
 from .losses import poisson_nll
@@ -158,7 +157,7 @@ class Trainer:
         started = time.perf_counter()
         self.network.train()
         losses, recons = [], []
-        for index in _batches(train_index, cfg.batch_size):
+        for index in shuffled_batches(train_index, cfg.batch_size):
             loss, recon = self._train_step(trials.take(index), kl_ramp, l2_ramp)
             losses.append(loss)
             recons.append(recon)
@@ -273,12 +272,12 @@ class Trainer:
         """Continue from the checkpoint at `path`. With `same_settings` (resuming a run) one made
         with other hyperparameters or other data is refused, naming what differs; without it
         (a population member taking over another's state) only the data must agree."""
-        payload = load_checkpoint(path)
+        payload = load_checkpoint(path, "LFADS")
         if payload.get("format") != CHECKPOINT_FORMAT or "identity" not in payload:
             raise ModelError(f"{path}: written by another version of nlb_suite (format "
                              f"{payload.get('format')!r}); remove the folder to start afresh")
         compared = payload["identity"] if same_settings else {"data": payload["identity"].get("data")}
-        differences = _differences(compared, self.identity if same_settings else {"data": self.identity.get("data")})
+        differences = setting_differences(compared, self.identity if same_settings else {"data": self.identity.get("data")})
         if differences:
             raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings "
                              f"({'; '.join(differences)}); rerun with those settings, or without --resume")
@@ -293,40 +292,6 @@ class Trainer:
             epochs_since_best=selection["epochs_since_best"],
         )
         _set_rng_state(payload["rng"], self.network)
-
-
-def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """'key: X there, Y now' for every entry of the two identities that differs."""
-    out = []
-    for section in sorted(set(saved) | set(now)):
-        before, after = saved.get(section, {}), now.get(section, {})
-        for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key):
-                out.append(f"{key}: {before.get(key)!r} there, {after.get(key)!r} now")
-    return out
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save of plain tensors and containers, written atomically: an interrupted write
-    never leaves a broken checkpoint."""
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU, whatever device wrote it, without unpickling objects."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ModelError(f"{path}: not a readable LFADS checkpoint ({err})") from None
-
-
-def _batches(index: Tensor, batch_size: int) -> list[Tensor]:
-    """A shuffled split of `index` into round(n / batch_size) batches of nearly equal size:
-    no straggler batch of a few trials costing a full pass through the time loop."""
-    n_batches = max(1, round(len(index) / batch_size))
-    order = torch.randperm(len(index)).to(index.device)
-    return list(index[order].tensor_split(n_batches))
 
 
 def _cpu_copy(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -7,15 +7,14 @@ else is a field of `NDTConfig` / `STNDTConfig`, checked when the model is built.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import fields
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from ...core.arrays import LatentKind, Rates, Tensors, latent_key
-from ..base import Estimator, ModelError, not_fitted
+from ..base import ModelError, not_fitted
+from ..torch_support import TorchEstimator, batch_count
 from .config import NDTConfig, STNDTConfig
 from .network import NDTNetwork
 from .train import EpochRecord, Trainer, Trials
@@ -24,7 +23,7 @@ from .train import EpochRecord, Trainer, Trials
 PREDICT_ROWS = 256
 
 
-class NDT(Estimator[NDTConfig]):
+class NDT(TorchEstimator[NDTConfig]):
     """Neural Data Transformer (Ye & Pandarinath 2021): a masked-modelling transformer on binned
     spikes whose Poisson readout predicts held-in and held-out units over the trial window and
     the forward bins (which enter as masked positions). `fit` holds out `valid_fraction` of the
@@ -36,31 +35,6 @@ class NDT(Estimator[NDTConfig]):
     `last.pt`; a checkpoint made with other hyperparameters or data is refused."""
 
     Config = NDTConfig
-
-    def __init__(self, **hyperparameters: object) -> None:
-        super().__init__(**hyperparameters)
-        self._device()
-        self.checkpoint_dir: Path | None = None
-        self.resume = False
-
-    def use_checkpoints(self, folder: Path, resume: bool) -> None:
-        self.checkpoint_dir, self.resume = Path(folder), resume
-
-    def training_curves(self) -> dict[str, np.ndarray]:
-        rows = getattr(self, "history_", [])
-        if not rows:
-            return {}
-        return {item.name: np.array([getattr(row, item.name) for row in rows], dtype=np.float64)
-                for item in fields(rows[0])}
-
-    def _device(self) -> torch.device:
-        device, owner = self.config.device, self.config.OWNER
-        if device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        chosen = torch.device(device)
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ModelError(f"{owner}: device {device!r} asked for, but CUDA is not available here")
-        return chosen
 
     # --- fit -----------------------------------------------------------------------------------
 
@@ -84,7 +58,7 @@ class NDT(Estimator[NDTConfig]):
             identity = {"hyperparameters": cfg.hyperparameters(), "model": {"name": cfg.OWNER},
                         "data": {"n_train": n_trials, "n_bins": n_bins, "n_forward": tensors.n_forward,
                                  "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}}
-            n_batches = max(1, round(len(train_index) / cfg.batch_size))
+            n_batches = batch_count(len(train_index), cfg.batch_size)
             trainer = Trainer(network, cfg, n_bins, n_heldin, n_batches, identity, self.checkpoint_dir, self.resume)
             state = trainer.run(trials, train_index, valid_index, until_epoch)
         self.network_ = network

@@ -16,7 +16,6 @@ every epoch, so epochs compare.
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,9 +26,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ...core.atomic import atomic_path
 from ...core.poisson import bits_per_spike
 from ..base import ModelError
+from ..torch_support import load_checkpoint, save_checkpoint, setting_differences, shuffled_batches
 from .config import NDTConfig, STNDTConfig
 from .masking import counted_entries, mask_span, masked_bins, masked_loss, nt_xent, replace_masked
 from .network import NDTNetwork
@@ -145,7 +144,7 @@ class Trainer:
         self.network.train()
         span = 1
         totals = [0.0, 0.0, 0.0]
-        batches = _batches(train_index, self.n_batches)
+        batches = shuffled_batches(train_index, cfg.batch_size)  # self.n_batches of them
         for number, index in enumerate(batches):
             update = state.epoch * self.n_batches + number
             span = mask_span(cfg.max_mask_span, update / self.total_updates, cfg.mask_ramp_start, cfg.mask_ramp_end)
@@ -245,11 +244,11 @@ class Trainer:
         path = self.checkpoint_dir / LAST_CHECKPOINT
         if not path.exists():
             return
-        payload = load_checkpoint(path)
+        payload = load_checkpoint(path, "NDT")
         if payload.get("format") != CHECKPOINT_FORMAT or "identity" not in payload:
             raise ModelError(f"{path}: written by another version of nlb_suite (format "
                              f"{payload.get('format')!r}); remove the folder to start afresh")
-        differences = _differences(payload["identity"], self.identity)
+        differences = setting_differences(payload["identity"], self.identity)
         if differences:
             raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings "
                              f"({'; '.join(differences)}); rerun with those settings, or without --resume")
@@ -265,36 +264,6 @@ class Trainer:
         device = self.network.readout.weight.device
         if device.type == "cuda" and payload["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state(payload["rng"]["cuda"], device)
-
-
-def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    out = []
-    for section in sorted(set(saved) | set(now)):
-        before, after = saved.get(section, {}), now.get(section, {})
-        for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key):
-                out.append(f"{key}: {before.get(key)!r} there, {after.get(key)!r} now")
-    return out
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save of plain tensors and containers, written atomically."""
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint on the CPU, without unpickling objects (weights_only)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ModelError(f"{path}: not a readable NDT checkpoint ({err})") from None
-
-
-def _batches(index: Tensor, n_batches: int) -> list[Tensor]:
-    """A shuffled split of `index` into `n_batches` batches of nearly equal size."""
-    order = torch.randperm(len(index)).to(index.device)
-    return list(index[order].tensor_split(n_batches))
 
 
 def _log_line(record: EpochRecord) -> str:
