@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -160,11 +161,7 @@ def segment_psth(rec: Recording, spec: DatasetSpec, bin_ms: int, trials: pd.Data
                 counts)
     psths = []
     for c in range(len(kept_sets)):
-        mine = layout.condition == c
-        present_rows = np.zeros(n_rows, dtype=bool)
-        for row, length in zip(layout.row[mine], layout.length[mine]):
-            present_rows[row: row + length] = True
-        rows = np.flatnonzero(present_rows)[-int(layout.length[mine].min()):]
+        rows = _condition_rows(layout, c, n_rows, keep="last")
         if len(rows) > n:
             raise NWBFormatError(f"{rec.path}: {start_field}..{end_field} segments of condition {conditions[c]} "
                                  f"are all longer than the {spec.window_len_ms} ms window")
@@ -198,6 +195,19 @@ class _Layout:
     first_ms: np.ndarray  # first ms of the window
     row: np.ndarray  # PSTH row of the window's first bin
     length: np.ndarray  # bins kept
+
+
+def _condition_rows(layout: _Layout, condition: int, n_rows: int, keep: Literal["first", "last"]) -> np.ndarray:
+    """The accumulator rows condition `condition`'s trials cover, cut to its shortest trial's
+    length: the first rows (windows aligned at their start) or the last (segments aligned at
+    their end, as DMFC_RSG's set..go segments are at go)."""
+    mine = layout.condition == condition
+    present = np.zeros(n_rows, dtype=bool)
+    for row, length in zip(layout.row[mine], layout.length[mine]):
+        present[row: row + length] = True
+    shortest = int(layout.length[mine].min())
+    rows = np.flatnonzero(present)
+    return rows[:shortest] if keep == "first" else rows[-shortest:]
 
 
 def _spikes_in_ranges(ms: np.ndarray, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,11 +271,7 @@ def condition_psth(rec: Recording, spec: DatasetSpec, bin_ms: int, trials: pd.Da
 
     psths = []
     for c in range(len(kept_sets)):
-        mine = layout.condition == c
-        present = np.zeros(n_rows, dtype=bool)
-        for row, length in zip(layout.row[mine], layout.length[mine]):
-            present[row: row + length] = True
-        rows = np.flatnonzero(present)[: int(layout.length[mine].min())]
+        rows = _condition_rows(layout, c, n_rows, keep="first")
         with np.errstate(invalid="ignore", divide="ignore"):
             psths.append(sums[c, rows] / counts[c, rows])
     max_len = max(p.shape[0] for p in psths)
