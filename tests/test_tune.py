@@ -145,9 +145,9 @@ def local_ray() -> Iterator[Cluster]:
 
 def _pbt_plan(population: int = 2) -> StudyPlan:
     space = (Dimension("lr", 1e-3, 2e-2, log=True), Dimension("dropout", 0.0, 0.4), Dimension("cd_rate", 0.05, 0.5))
-    settings = StudySettings(method="pbt", population=population, epochs=4, perturbation_interval=2, burn_in=2,
+    settings = StudySettings(method="pbt", population=population, epochs=6, perturbation_interval=2, burn_in=2,
                              explore=0.3, patience_rounds=10)
-    return StudyPlan("lfads", "rotation", 5, TINY_LFADS | {"max_epochs": 4}, space, settings, "test")
+    return StudyPlan("lfads", "rotation", 5, TINY_LFADS | {"max_epochs": 6}, space, settings, "test")
 
 
 @pytest.mark.slow
@@ -162,14 +162,16 @@ def test_pbt_study_interrupted_resumed_exploits_and_reproduces(rotation: Synthet
     def interrupt_after_first_round(line: str) -> None:
         lines.append(line)
         if len(lines) == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # Ray Tune saves its state and returns
+            # Ray Tune saves its state and returns; the members have 4 epochs left, time enough
+            # for Ray to see the signal before they finish.
+            os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(StudyError, match="interrupted.*--resume"):
         run_study(plan, rotation.tensors, folder, local_ray, on_round=interrupt_after_first_round)
     with pytest.raises(StudyError, match="already there.*--resume"):
         run_study(plan, rotation.tensors, folder, local_ray)
     study = run_study(plan, rotation.tensors, folder, local_ray, resume=True, on_round=lines.append)
-    assert [t.metrics["epoch"] for t in study.trials] == [4, 4]
+    assert [t.metrics["epoch"] for t in study.trials] == [6, 6]
     assert lines[0].startswith("round   1  epoch    2") and "lr " in lines[0] and len(lines) >= 2
 
     # Exploits happened (Ray's policy log), and each perturbed value stays in its range.

@@ -40,7 +40,16 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         # left with its winner's results instead of its own.
         if result.get(self._time_attr, 0) >= self._last_epoch:
             return str(TrialScheduler.CONTINUE)
-        return str(super().on_trial_result(tune_controller, trial, result))
+        before = self._next_perturbation_sync
+        decision = str(super().on_trial_result(tune_controller, trial, result))
+        # A restored study starts the scheduler afresh, its next synchronous round at the first
+        # interval while the members resume later; after their first round there, Ray's update
+        # leaves the next round at the members' current epoch, and no paused member is ever
+        # resumed. After a round, the next one is at least an interval past the epoch reached.
+        reached = max((state.last_train_time for state in self._trial_state.values()), default=0)
+        if self._next_perturbation_sync != before and self._next_perturbation_sync <= reached:
+            self._next_perturbation_sync = reached + self._perturbation_interval
+        return decision
 
     def _quantiles(self) -> tuple[list[Trial], list[Trial]]:
         """(losers, winners) of this round's pairs; a member left without a partner (odd
