@@ -5,7 +5,9 @@ these models import it, so the classical models never load torch."""
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Generic
@@ -39,6 +41,33 @@ class TorchEstimator(Estimator[H], Generic[H]):
         return {item.name: np.array([getattr(row, item.name) for row in rows], dtype=np.float64)
                 for item in fields(rows[0])}
 
+    def _split(self, n_trials: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Validation and training trial indices (validation: `valid_fraction` of the training
+        trials, at least one, drawn with `seed`)."""
+        cfg: Any = self.config
+        order = np.random.default_rng(cfg.seed).permutation(n_trials)
+        n_valid = min(n_trials - 1, max(1, round(cfg.valid_fraction * n_trials)))
+        valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+        return torch.from_numpy(valid).to(device), torch.from_numpy(train).to(device)
+
+    @contextlib.contextmanager
+    def _session(self, device: torch.device, seed: int | None = None) -> Iterator[None]:
+        """Seed torch (`seed`, else the `seed` hyperparameter) and set its CPU threads (`threads`)
+        for this run, restoring the caller's random state and thread count afterwards."""
+        cfg: Any = self.config
+        cuda_devices = []
+        if device.type == "cuda":
+            cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+        threads_before = torch.get_num_threads()
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(cfg.seed if seed is None else seed)
+            if cfg.threads > 0:
+                torch.set_num_threads(cfg.threads)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(threads_before)
+
     def _device(self) -> torch.device:
         device, owner = getattr(self.config, "device"), self.Config.OWNER
         if device == "auto":
@@ -65,6 +94,22 @@ def load_checkpoint(path: Path, owner: str) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ModelError(f"{path}: not a readable {owner} checkpoint ({err})") from None
+
+
+def resumable_checkpoint(path: Path, owner: str, checkpoint_format: int, saved_part: Any = None,
+                         now: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint at `path`, refused (naming what differs) when another version wrote it or
+    when its identity (or the part of it `saved_part` picks) differs from `now`."""
+    payload = load_checkpoint(path, owner)
+    if payload.get("format") != checkpoint_format or "identity" not in payload:
+        raise ModelError(f"{path}: written by another version of nlb_suite (format "
+                         f"{payload.get('format')!r}); remove the folder to start afresh")
+    saved = payload["identity"] if saved_part is None else saved_part(payload["identity"])
+    differences = setting_differences(saved, now or {})
+    if differences:
+        raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings "
+                         f"({'; '.join(differences)}); rerun with those settings, or without --resume")
+    return payload
 
 
 def setting_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:

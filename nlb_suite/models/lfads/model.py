@@ -7,9 +7,7 @@ before any work.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -123,28 +121,7 @@ class LFADS(TorchEstimator[LFADSConfig]):
         observed = observed.to(device)
         return Batch(target.to(device), observed, observed if trained is observed else trained.to(device))
 
-    def _split(self, n_trials: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        order = np.random.default_rng(self.config.seed).permutation(n_trials)
-        n_valid = min(n_trials - 1, max(1, round(self.config.valid_fraction * n_trials)))
-        valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-        return torch.from_numpy(valid).to(device), torch.from_numpy(train).to(device)
 
-    @contextlib.contextmanager
-    def _session(self, device: torch.device, seed: int) -> Iterator[None]:
-        """Seed torch and set its CPU threads for this run, restoring the caller's random state
-        and thread count afterwards."""
-        cuda_devices = []
-        if device.type == "cuda":
-            cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
-        threads_before = torch.get_num_threads()
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            if self.config.threads > 0:
-                torch.set_num_threads(self.config.threads)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(threads_before)
 
     # --- predict -------------------------------------------------------------------------------
 

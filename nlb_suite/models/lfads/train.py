@@ -19,8 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ...core.poisson import bits_per_spike
-from ..base import ModelError
-from ..torch_support import load_checkpoint, save_checkpoint, setting_differences, shuffled_batches
+from ..torch_support import resumable_checkpoint, save_checkpoint, shuffled_batches
 from .augment import block_gradients, coordinated_dropout, hold_back
 from .config import LFADSConfig
 from .losses import poisson_nll
@@ -272,15 +271,11 @@ class Trainer:
         """Continue from the checkpoint at `path`. With `same_settings` (resuming a run) one made
         with other hyperparameters or other data is refused, naming what differs; without it
         (a population member taking over another's state) only the data must agree."""
-        payload = load_checkpoint(path, "LFADS")
-        if payload.get("format") != CHECKPOINT_FORMAT or "identity" not in payload:
-            raise ModelError(f"{path}: written by another version of nlb_suite (format "
-                             f"{payload.get('format')!r}); remove the folder to start afresh")
-        compared = payload["identity"] if same_settings else {"data": payload["identity"].get("data")}
-        differences = setting_differences(compared, self.identity if same_settings else {"data": self.identity.get("data")})
-        if differences:
-            raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings "
-                             f"({'; '.join(differences)}); rerun with those settings, or without --resume")
+        def data_only(identity: dict[str, Any]) -> dict[str, Any]:
+            return {"data": identity.get("data")}
+
+        payload = resumable_checkpoint(path, "LFADS", CHECKPOINT_FORMAT, None if same_settings else data_only,
+                                       self.identity if same_settings else data_only(self.identity))
         self.network.load_state_dict(payload["weights"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])

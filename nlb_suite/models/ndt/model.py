@@ -6,9 +6,6 @@ else is a field of `NDTConfig` / `STNDTConfig`, checked when the model is built.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import numpy as np
 import torch
 
@@ -77,27 +74,7 @@ class NDT(TorchEstimator[NDTConfig]):
         target.nan_to_num_(nan=0.0)
         return Trials(target.to(device), observed.to(device))
 
-    def _split(self, n_trials: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        order = np.random.default_rng(self.config.seed).permutation(n_trials)
-        n_valid = min(n_trials - 1, max(1, round(self.config.valid_fraction * n_trials)))
-        valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-        return torch.from_numpy(valid).to(device), torch.from_numpy(train).to(device)
 
-    @contextlib.contextmanager
-    def _session(self, device: torch.device) -> Iterator[None]:
-        """Seed torch and set its CPU threads for this run, restoring the caller's afterwards."""
-        cuda_devices = []
-        if device.type == "cuda":
-            cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
-        threads_before = torch.get_num_threads()
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(self.config.seed)
-            if self.config.threads > 0:
-                torch.set_num_threads(self.config.threads)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(threads_before)
 
     # --- predict -------------------------------------------------------------------------------
 

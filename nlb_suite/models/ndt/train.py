@@ -27,8 +27,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ...core.poisson import bits_per_spike
-from ..base import ModelError
-from ..torch_support import load_checkpoint, save_checkpoint, setting_differences, shuffled_batches
+from ..torch_support import resumable_checkpoint, save_checkpoint, shuffled_batches
 from .config import NDTConfig, STNDTConfig
 from .masking import counted_entries, mask_span, masked_bins, masked_loss, nt_xent, replace_masked
 from .network import NDTNetwork
@@ -244,14 +243,7 @@ class Trainer:
         path = self.checkpoint_dir / LAST_CHECKPOINT
         if not path.exists():
             return
-        payload = load_checkpoint(path, "NDT")
-        if payload.get("format") != CHECKPOINT_FORMAT or "identity" not in payload:
-            raise ModelError(f"{path}: written by another version of nlb_suite (format "
-                             f"{payload.get('format')!r}); remove the folder to start afresh")
-        differences = setting_differences(payload["identity"], self.identity)
-        if differences:
-            raise ModelError(f"{path}: cannot resume, the checkpoint was made with other settings "
-                             f"({'; '.join(differences)}); rerun with those settings, or without --resume")
+        payload = resumable_checkpoint(path, "NDT", CHECKPOINT_FORMAT, now=self.identity)
         self.network.load_state_dict(payload["weights"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
