@@ -6,6 +6,7 @@ record), and every output name put in its folder through `core.paths.inside`."""
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import json
 import os
 import signal
@@ -272,6 +273,7 @@ def test_import_trials_into_a_file(trial_arrays: Path, tmp_path: Path, capsys: p
 
 
 def _crash(path: Path) -> dict[str, object]:
+    faulthandler.disable()  # the child inherits pytest's fault handler; its dump would be noise
     os.kill(os.getpid(), signal.SIGSEGV)  # what scipy's compiled MATLAB reader does on some damaged files
     return {}
 
