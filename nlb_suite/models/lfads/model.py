@@ -14,7 +14,7 @@ import torch
 
 from ...core.arrays import LatentKind, Rates, Tensors, latent_key
 from ..base import ModelError, not_fitted
-from ..torch_support import TorchEstimator
+from ..torch_support import TorchEstimator, training_targets
 from .augment import sample_validation_mask
 from .config import LFADSConfig
 from .network import LFADSNetwork
@@ -104,13 +104,7 @@ class LFADS(TorchEstimator[LFADSConfig]):
     def _training_batch(self, tensors: Tensors, device: torch.device) -> Batch:
         """All training trials as one `Batch`, assembled in place (mc_maze is 60 MB a copy)."""
         bins, heldin = self.n_bins_, self.n_heldin_
-        target = torch.empty(tensors.n_train, bins + self.n_forward_, heldin + self.n_heldout_)
-        target[:, :bins, :heldin] = torch.from_numpy(tensors.train_spikes_heldin)
-        target[:, :bins, heldin:] = torch.from_numpy(tensors.train_spikes_heldout)
-        target[:, bins:, :heldin] = torch.from_numpy(tensors.train_spikes_heldin_forward)
-        target[:, bins:, heldin:] = torch.from_numpy(tensors.train_spikes_heldout_forward)
-        observed = ~torch.isnan(target)
-        target.nan_to_num_(nan=0.0)
+        target, observed = training_targets(tensors)
         trained = observed
         if self.config.sv_rate > 0:
             generator = torch.Generator().manual_seed(self.config.seed)

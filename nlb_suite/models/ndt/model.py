@@ -11,7 +11,7 @@ import torch
 
 from ...core.arrays import LatentKind, Rates, Tensors, latent_key
 from ..base import ModelError, not_fitted
-from ..torch_support import TorchEstimator, batch_count
+from ..torch_support import TorchEstimator, batch_count, training_targets
 from .config import NDTConfig, STNDTConfig
 from .network import NDTNetwork
 from .train import EpochRecord, Trainer, Trials
@@ -64,14 +64,7 @@ class NDT(TorchEstimator[NDTConfig]):
         return self
 
     def _training_trials(self, tensors: Tensors, device: torch.device) -> Trials:
-        bins, heldin = self.n_bins_, self.n_heldin_
-        target = torch.empty(tensors.n_train, bins + self.n_forward_, heldin + self.n_heldout_)
-        target[:, :bins, :heldin] = torch.from_numpy(tensors.train_spikes_heldin)
-        target[:, :bins, heldin:] = torch.from_numpy(tensors.train_spikes_heldout)
-        target[:, bins:, :heldin] = torch.from_numpy(tensors.train_spikes_heldin_forward)
-        target[:, bins:, heldin:] = torch.from_numpy(tensors.train_spikes_heldout_forward)
-        observed = ~torch.isnan(target)
-        target.nan_to_num_(nan=0.0)
+        target, observed = training_targets(tensors)
         return Trials(target.to(device), observed.to(device))
 
 
