@@ -44,6 +44,7 @@ def _baselines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, text
     ("alpha = { low = 0.0, high = 1.0, log = true }", "a log range needs low > 0"),
     ("alpha = { low = -1.0, high = 1.0 }", "reaches a value the model refuses"),
     ("alpha = { lo = 0.1, high = 1.0 }", "unknown key(s) ['lo']"),
+    ("alpha = { low = 0.1, high = 1.0, init = 2.0 }", "alpha.init must be a number within [0.1, 1.0]"),
 ])
 def test_bad_search_space_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, space: str, words: str) -> None:
     _baselines(tmp_path, monkeypatch, "smoothing", f"[search]\nmethod = \"random\"\n[search.space]\n{space}\n")
@@ -73,10 +74,16 @@ def test_pbt_only_searches_what_can_change_while_training(tmp_path: Path, monkey
 def test_shipped_tables_make_plans() -> None:
     lfads = read_plan("lfads", "synth_maze", 5)
     assert lfads.settings.method == "pbt" and lfads.settings.population == 8
-    assert lfads.dimension("lr").low == 1e-5 and lfads.dimension("lr").high == 5e-3 and lfads.dimension("lr").log
+    lr = lfads.dimension("lr")
+    assert (lr.low, lr.high, lr.init, lr.log) == (1e-5, 2e-2, 1e-2, True)  # small data: the scaled rate
+    assert lfads.dimension("cd_rate").init == 0.5 and lfads.dimension("dropout").init is None
     assert lfads.base["max_epochs"] == lfads.settings.epochs
-    real = read_plan("lfads", "mc_maze", 5).settings
+    real_plan = read_plan("lfads", "mc_maze", 5)
+    real = real_plan.settings
     assert (real.population, real.perturbation_interval, real.burn_in) == (20, 25, 105)
+    lr = real_plan.dimension("lr")  # the dataset's own entry replaces the whole dimension, lfads-torch's
+    assert (lr.low, lr.high, lr.init, lr.explore) == (1e-5, 5e-3, 4e-3, 0.3)
+    assert real_plan.dimension("cd_rate").init == 0.5
     for model in ("smoothing", "gpfa", "kalman", "ndt", "stndt"):
         assert read_plan(model, "synth_maze", 5).settings.method == "random"
 
@@ -211,12 +218,15 @@ def test_random_search_best_configuration_refits_to_its_score(rotation: Syntheti
                                                               tmp_path: Path) -> None:
     from nlb_suite.tuning.study import run_study
 
-    space = (Dimension("kern_sd_ms", 10.0, 100.0, log=True), Dimension("alpha", 1e-3, 1.0, log=True))
+    # alpha starts (and, without PBT, stays) at its init in every trial; kern_sd_ms is drawn.
+    space = (Dimension("kern_sd_ms", 10.0, 100.0, log=True), Dimension("alpha", 1e-3, 1.0, log=True, init=0.01))
     settings = StudySettings(method="random", population=2, samples=3, validation_fraction=0.25)
     plan = StudyPlan("smoothing", "rotation", 5, make_model("smoothing").get_params(), space, settings, "test")
     lines: list[str] = []
     study = run_study(plan, rotation.tensors, tmp_path / "study", local_ray, on_round=lines.append)
     assert len(study.trials) == 3 and len(lines) == 3
+    assert [t.config["alpha"] for t in study.trials] == [0.01] * 3
+    assert len({t.config["kern_sd_ms"] for t in study.trials}) == 3
     scores = [t.score for t in study.trials]
     assert scores == sorted(scores, reverse=True)
     split = validation_split(rotation.tensors, 0.25, 0)
@@ -240,8 +250,10 @@ def test_untuned_lfads_scales_what_nobody_set(rotation: SyntheticTrials) -> None
     small = LFADSConfig(scale_to_data=True, gen_dim=12).scaled_to(n_train=200, n_steps=40, n_units=30)
     assert small.gen_dim == 12  # set explicitly: kept
     assert small.ic_dim == 66 and small.fac_dim == 10 and small.batch_size == 64 and small.max_epochs == 1000
+    assert small.lr == 1e-2  # 3 batches an epoch: the synthetic tables' rate
     large = LFADSConfig(scale_to_data=True).scaled_to(n_train=2000, n_steps=140, n_units=137)
     assert (large.gen_dim, large.fac_dim, large.max_epochs, large.kl_increase_epoch) == (100, 23, 100, 12)
+    assert large.lr == 4e-3  # 28 batches an epoch: lfads-torch's rate
     assert LFADSConfig().scaled_to(2000, 140, 137) == LFADSConfig()  # off unless asked for
     model = LFADS(scale_to_data=True, max_epochs=2, n_samples=2, co_dim=0, log_every=0)
     rates = model.fit(rotation.tensors).predict(rotation.tensors)

@@ -8,13 +8,15 @@ study's settings) and what (the search space), checked before Ray or any trial s
     perturbation_interval = 25  # pbt: epochs between exploit/explore rounds
     burn_in = 50              # pbt: epochs before the first round
     [search.space]            # the hyperparameters searched and their ranges
-    lr = { low = 1e-5, high = 5e-3, log = true }
+    lr = { low = 1e-5, high = 5e-3, log = true, init = 4e-3 }   # init: every member starts there
     latent_dim = { low = 4, high = 24, integer = true }
     transform = { choice = ["sqrt", "counts"] }
     [search.fixed]            # hyperparameters every trial takes (over the usual layers)
     lr_decay = 1.0
     [search.mc_maze]          # one dataset's own settings (e.g. a larger population)
     population = 20
+    [search.mc_maze.space]    # ... and its own ranges for some dimensions (whole entries)
+    lr = { low = 1e-5, high = 5e-3, log = true, init = 4e-3 }
 
 Every key is checked: a setting the study does not know, a searched or fixed key the model
 does not take, a range with low > high, a log range reaching 0 or below, a bound outside the
@@ -42,7 +44,9 @@ class SearchSpaceError(NlbSuiteError, ValueError):
 @dataclass(frozen=True)
 class Dimension:
     """One searched hyperparameter: a range (uniform, or log-uniform with `log`; whole numbers
-    with `integer`) or a list of `choices`."""
+    with `integer`) or a list of `choices`. With `init`, every trial starts at that value instead
+    of a draw from the range (lfads-torch's `HyperParam(init=...)`: its PBT starts every member's
+    learning rate at 4e-3 and coordinated dropout at 0.5); PBT's explore still uses the range."""
 
     name: str
     low: float | None = None
@@ -51,6 +55,13 @@ class Dimension:
     integer: bool = False
     choices: tuple[Any, ...] | None = None
     explore: float | None = None  # PBT's perturbation weight for this one (else the study's)
+    init: float | None = None
+
+    def initial(self) -> Any:
+        """What a new trial takes: `init`, else the Ray Tune domain to draw from."""
+        if self.init is not None:
+            return int(self.init) if self.integer else self.init
+        return self.ray_domain()
 
     def ray_domain(self) -> Any:
         """The Ray Tune sampling domain of this dimension."""
@@ -147,16 +158,17 @@ def _dimension(where: str, name: str, spec: Any) -> Dimension:
     if not isinstance(spec, dict):
         raise SearchSpaceError(f"{where}: {name} must be a table like {{ low = 0.1, high = 1.0 }} or "
                                f"{{ choice = [...] }}, got {spec!r}")
-    unknown = sorted(set(spec) - {"low", "high", "log", "integer", "choice", "explore"})
+    unknown = sorted(set(spec) - {"low", "high", "log", "integer", "choice", "explore", "init"})
     if unknown:
         raise SearchSpaceError(f"{where}: {name} has unknown key(s) {unknown}; use low, high, log, integer, "
-                               "explore or choice")
-    explore = spec.pop("explore", None) if isinstance(spec, dict) else None
+                               "explore, init or choice")
+    explore = spec.pop("explore", None)
+    init = spec.pop("init", None)
     if explore is not None and not (isinstance(explore, (int, float)) and 0 < explore < 1):
         raise SearchSpaceError(f"{where}: {name}.explore must be in (0, 1), got {explore!r}")
     if "choice" in spec:
         choices = spec["choice"]
-        if set(spec) != {"choice"} or not isinstance(choices, list) or not choices:
+        if set(spec) != {"choice"} or not isinstance(choices, list) or not choices or init is not None:
             raise SearchSpaceError(f"{where}: {name}: choice must be a non-empty list, alone in its table")
         return Dimension(name, choices=tuple(choices))
     if "low" not in spec or "high" not in spec:
@@ -173,7 +185,10 @@ def _dimension(where: str, name: str, spec: Any) -> Dimension:
     if log and low <= 0:
         raise SearchSpaceError(f"{where}: {name} is a log range but low is {low!r}; a log range needs "
                                "low > 0 (e.g. 1e-6), or drop log = true")
-    return Dimension(name, float(low), float(high), log, integer, explore=None if explore is None else float(explore))
+    if init is not None and (not isinstance(init, (int, float)) or isinstance(init, bool) or not low <= init <= high):
+        raise SearchSpaceError(f"{where}: {name}.init must be a number within [{low!r}, {high!r}], got {init!r}")
+    return Dimension(name, float(low), float(high), log, integer, explore=None if explore is None else float(explore),
+                     init=None if init is None else float(init))
 
 
 def _check_bounds(where: str, model: str, base: dict[str, Any], dim: Dimension) -> None:
@@ -201,19 +216,25 @@ def read_plan(model: str, dataset: str, bin_ms: int, overrides: list[str] | dict
                                f"to tune; add one with a [{SEARCH_TABLE}.space] of the hyperparameters to search")
     known = set(hyperparameter_defaults(cls)) - runtime_names(cls)
     values: dict[str, Any] = {}
+    space_table = table.get("space", {})
     for key, value in table.items():
         if key in SUBTABLES:
             continue
         if isinstance(value, dict):
             if key == dataset:
-                values |= _settings_only(f"{path} [{SEARCH_TABLE}.{key}]", value)
+                own = dict(value)
+                own_space = own.pop("space", {})
+                if not isinstance(own_space, dict):
+                    raise SearchSpaceError(f"{path} [{SEARCH_TABLE}.{key}]: space must be a table of dimensions")
+                values |= _settings_only(f"{path} [{SEARCH_TABLE}.{key}]", own)
+                if isinstance(space_table, dict):
+                    space_table = space_table | own_space  # whole dimensions replaced, others kept
             continue  # another dataset's settings
         values[key] = value
     values = _settings_only(where, values) | (settings or {})
     study = replace(StudySettings(), **values)
     study.check(where)
 
-    space_table = table.get("space", {})
     if not isinstance(space_table, dict) or not space_table:
         raise SearchSpaceError(f"{where}: [{SEARCH_TABLE}.space] is missing or empty; name the hyperparameters "
                                "to search there")

@@ -106,7 +106,7 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
         run_config = local.get_run_config()
         run_config.callbacks, run_config.stop = [log], stopper
     else:
-        tuner = tune.Tuner(trainable, param_space={dim.name: dim.ray_domain() for dim in plan.space},
+        tuner = tune.Tuner(trainable, param_space={dim.name: dim.initial() for dim in plan.space},
                            tune_config=_tune_config(plan, minimize, concurrent or cluster.cpus),
                            run_config=tune.RunConfig(
                                name=folder.name, storage_path=str(folder.parent), stop=stopper, callbacks=[log],
