@@ -88,6 +88,15 @@ TINY_LFADS = dict(ic_enc_dim=8, ci_enc_dim=4, con_dim=4, co_dim=1, ic_dim=4, gen
                   batch_size=32, max_epochs=1, log_every=0, n_samples=2)
 
 
+def test_record_keeps_what_scale_to_data_chose(synthetic_root: Path, tmp_path: Path) -> None:
+    run = run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=TINY_LFADS, use_tables=False,
+                   root=synthetic_root, submissions_dir=tmp_path, checkpoints_dir=tmp_path / "ckpt", n_boot=10,
+                   results=tmp_path / "results.jsonl")
+    assert run.record is not None and run.record.hyperparameters["lr"] == 4e-3  # the constructor's
+    chosen = run.record.extra["fitted hyperparameters"]  # what it trained with: few batches, higher rate
+    assert chosen["lr"] == 1e-2 and "gen_dim" not in chosen  # set by the overrides: kept
+
+
 def test_lfads_checkpoints_by_default_and_resume_reaches_them(synthetic_root: Path, tmp_path: Path) -> None:
     checkpoints = tmp_path / "checkpoints"
     run = run_eval("synth_maze_small", "lfads", bin_ms=20, overrides=TINY_LFADS, root=synthetic_root,

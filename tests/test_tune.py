@@ -258,4 +258,5 @@ def test_untuned_lfads_scales_what_nobody_set(rotation: SyntheticTrials) -> None
     model = LFADS(scale_to_data=True, max_epochs=2, n_samples=2, co_dim=0, log_every=0)
     rates = model.fit(rotation.tensors).predict(rotation.tensors)
     assert model.fitted_config_.gen_dim == 32 and model.network_.readout.in_features == model.fitted_config_.fac_dim
+    assert model.fitted_params()["gen_dim"] == 32 and model.get_params()["gen_dim"] == 100
     assert rates.eval_rates_heldout.shape == (8, 12, 3)

@@ -73,6 +73,14 @@ class TrainingCurves(Protocol):
     def training_curves(self) -> dict[str, np.ndarray]: ...
 
 
+@runtime_checkable
+class FittedHyperparameters(Protocol):
+    """A model whose constructor values can leave choices to the data (LFADS's `scale_to_data`):
+    after `fit`, the hyperparameters it actually trained with, recorded beside the constructor's."""
+
+    def fitted_params(self) -> dict[str, Any]: ...
+
+
 def check_range(owner: str, name: str, value: object, low: float = -math.inf, high: float = math.inf, *,
                 integer: bool = False, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
     """Raise ModelError unless `value` is a number (an integer if `integer`) within the bounds;

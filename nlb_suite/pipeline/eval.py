@@ -23,6 +23,7 @@ from ..datasets import BUILTIN, get_spec
 from ..models.base import (
     SEED,
     Checkpointing,
+    FittedHyperparameters,
     Model,
     ModelError,
     TrainingCurves,
@@ -178,6 +179,13 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     rates = estimator.predict(tensors)
     predict_seconds = time.perf_counter() - started
     curves = estimator.training_curves() if isinstance(estimator, TrainingCurves) else None
+    if isinstance(estimator, FittedHyperparameters):
+        # What the data chose (LFADS's scaled sizes, budget, rate), kept where it differs from
+        # the constructor's values so that a record never shows a rate it did not train at.
+        chosen = {key: value for key, value in estimator.fitted_params().items()
+                  if settings.hyperparameters.get(key) != value}
+        if chosen:
+            extra = (extra or {}) | {"fitted hyperparameters": chosen}
     published = publish(rates, tensors, spec, phase, bin_ms, model, settings, root=root,
                         submissions_dir=submissions_dir, results=results, n_boot=n_boot, record=record,
                         curves=curves, fit_seconds=fit_seconds, predict_seconds=predict_seconds, extra=extra,

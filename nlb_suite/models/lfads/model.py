@@ -8,6 +8,7 @@ before any work.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,6 +94,12 @@ class LFADS(TorchEstimator[LFADSConfig]):
                              "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}}
         trainer = Trainer(network, cfg, n_heldin, n_bins, identity, self.checkpoint_dir, self.resume)
         return TrainingSetup(trials, train_index, valid_index, trainer)
+
+    def fitted_params(self) -> dict[str, Any]:
+        """The hyperparameters as trained: the sizes, budget and rate `scale_to_data` chose."""
+        if not hasattr(self, "fitted_config_"):
+            raise not_fitted(self.config.OWNER)
+        return self.fitted_config_.hyperparameters()
 
     def adopt(self, trainer: Trainer) -> None:
         """Take the trained network and curves of `trainer` (set up by `training_setup`) as the
