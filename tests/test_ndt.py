@@ -4,6 +4,7 @@ both models with the settings in tests/test_model_contract.py.)"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,22 @@ def test_latents_are_the_last_layer_states_over_the_trial_window() -> None:
     assert rates.latents["eval_latents"].shape == (8, 12, width)
     assert rates.latents["train_latents"].shape == (30, 12, width)
     assert rates.eval_rates_heldout_forward.shape == (8, 3, tensors.n_heldout)
+
+
+def test_held_in_rates_of_a_bin_never_see_its_own_spikes() -> None:
+    # Held-in rates come from masked passes (the loss trained masked bins only): changing a
+    # bin's held-in spikes leaves that bin's held-in rates alone; the held-out rates, from the
+    # unmasked pass, see the change.
+    tensors = simulate(n_train=30, n_eval=8, n_bins=12, n_forward=3, seed=4).tensors
+    model = make_model("ndt", **TINY).fit(tensors)
+    rates = model.predict(tensors)
+    changed = tensors.eval_spikes_heldin.copy()
+    changed[2, 5] += 3.0
+    again = model.predict(replace(tensors, eval_spikes_heldin=changed))
+    np.testing.assert_array_equal(again.eval_rates_heldin[2, 5], rates.eval_rates_heldin[2, 5])
+    assert not np.array_equal(again.eval_rates_heldin[2, 6], rates.eval_rates_heldin[2, 6])
+    assert not np.array_equal(again.eval_rates_heldout[2, 5], rates.eval_rates_heldout[2, 5])
+    np.testing.assert_array_equal(again.eval_rates_heldin[3], rates.eval_rates_heldin[3])  # other trials
 
 
 def test_explicit_attention_equals_sdpa_without_dropout() -> None:
