@@ -260,3 +260,70 @@ def test_untuned_lfads_scales_what_nobody_set(rotation: SyntheticTrials) -> None
     assert model.fitted_config_.gen_dim == 32 and model.network_.readout.in_features == model.fitted_config_.fac_dim
     assert model.fitted_params()["gen_dim"] == 32 and model.get_params()["gen_dim"] == 100
     assert rates.eval_rates_heldout.shape == (8, 12, 3)
+
+
+# --- ASHA: early stopping for models trained in epochs -----------------------------------------
+
+TINY_NDT = dict(n_layers=1, ff_dim=16, batch_size=16, max_epochs=6, patience=6, lr=5e-3, warmup_fraction=0.1,
+                log_every=0)
+
+
+@pytest.mark.parametrize("model", ["ndt", "lfads"])
+def test_an_epoch_callback_that_predicts_leaves_the_training_alone(rotation: SyntheticTrials, model: str) -> None:
+    # ASHA's trials predict after every epoch; the fit must come out exactly as without it.
+    settings = TINY_NDT if model == "ndt" else TINY_LFADS | {"max_epochs": 4}
+    plain = make_model(model, **settings).fit(rotation.tensors).predict(rotation.tensors)
+    watched, seen = make_model(model, **settings), []
+    watched.on_epoch(lambda epoch: seen.append((epoch, watched.predict(rotation.tensors).eval_rates_heldout)))
+    rates = watched.fit(rotation.tensors).predict(rotation.tensors)
+    assert [epoch for epoch, _ in seen] == list(range(len(seen))) and len(seen) >= 4
+    assert not np.array_equal(seen[0][1], seen[-1][1])  # each epoch's own weights
+    for name in RATE_ARRAYS:
+        np.testing.assert_array_equal(getattr(rates, name), getattr(plain, name))
+
+
+def test_asha_is_configured_from_the_table_and_refused_where_it_cannot_work(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from nlb_suite.pipeline.tune import check_study_model
+    from nlb_suite.tuning.study import _tune_config
+
+    plan = read_plan("ndt", "synth_maze", 5)
+    assert plan.settings.scheduler == "asha"
+    config = _tune_config(plan, minimize=False, concurrent=2)
+    assert isinstance(config.scheduler, ASHAScheduler)
+    assert config.scheduler._max_t == plan.base["max_epochs"] + 1 and config.scheduler._reduction_factor == 3
+    check_study_model(plan)
+    _baselines(tmp_path, monkeypatch, "gpfa", "[search]\nmethod = \"random\"\nscheduler = \"asha\"\n"
+                                              "[search.space]\nlatent_dim = { low = 2, high = 8, integer = true }\n")
+    with pytest.raises(SearchSpaceError, match="'gpfa' does not train in epochs"):
+        check_study_model(read_plan("gpfa", "synth_maze", 5))
+    _baselines(tmp_path, monkeypatch, "lfads", "[search]\nmethod = \"pbt\"\nscheduler = \"asha\"\n"
+                                               "[search.space]\nlr = { low = 1e-3, high = 1e-2 }\n")
+    with pytest.raises(SearchSpaceError, match="scheduler 'asha' is for a random search"):
+        read_plan("lfads", "synth_maze", 5)
+
+
+@pytest.mark.slow
+def test_asha_study_reports_every_epoch_and_writes_each_trial_once(rotation: SyntheticTrials, local_ray: Cluster,
+                                                                   tmp_path: Path) -> None:
+    from nlb_suite.tuning.study import run_study
+
+    space = (Dimension("lr", 1e-4, 1e-2, log=True), Dimension("dropout", 0.0, 0.5))
+    settings = StudySettings(method="random", population=2, samples=4, validation_fraction=0.25, scheduler="asha",
+                             grace_epochs=1, reduction_factor=2)
+    plan = StudyPlan("ndt", "rotation", 5, make_model("ndt", **TINY_NDT).get_params(), space, settings, "test")
+    lines: list[str] = []
+    study = run_study(plan, rotation.tensors, tmp_path / "study", local_ray, on_round=lines.append)
+    assert len(study.trials) == 4 and len(lines) == 4  # one line per trial, not per epoch
+    for trial in study.trials:
+        # epochs reported as the trial trained: the fitted model's report one past its last epoch,
+        # unless ASHA stopped it at a rung
+        assert 1 <= trial.metrics["epoch"] <= TINY_NDT["max_epochs"] + 1
+    finished = [t for t in study.trials if t.metrics["epoch"] == TINY_NDT["max_epochs"] + 1]
+    assert finished  # the best at every rung goes on to the end
+    split = validation_split(rotation.tensors, 0.25, 0)
+    best = max(finished, key=lambda t: t.score)
+    refit = make_model("ndt", **(plan.base | best.config)).fit(split.tensors)
+    assert validation_scores(refit.predict(split.tensors), split)["co_bps"] == best.score

@@ -74,6 +74,15 @@ class TrainingCurves(Protocol):
 
 
 @runtime_checkable
+class EpochProgress(Protocol):
+    """A model trained in epochs that calls `callback(epoch)` after each one, with that epoch's
+    weights in place so that `predict` works from inside it (without disturbing the training's
+    random state): how a study's early stopping (ASHA) watches a trial. None removes it."""
+
+    def on_epoch(self, callback: Callable[[int], None] | None) -> None: ...
+
+
+@runtime_checkable
 class FittedHyperparameters(Protocol):
     """A model whose constructor values can leave choices to the data (LFADS's `scale_to_data`):
     after `fit`, the hyperparameters it actually trained with, recorded beside the constructor's."""

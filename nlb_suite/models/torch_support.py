@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Generic
@@ -31,9 +31,14 @@ class TorchEstimator(Estimator[H], Generic[H]):
         self._device()  # a device that is not here fails now, not after the data are loaded
         self.checkpoint_dir: Path | None = None
         self.resume = False
+        self.epoch_callback: Callable[[int], None] | None = None
 
     def use_checkpoints(self, folder: Path, resume: bool) -> None:
         self.checkpoint_dir, self.resume = Path(folder), resume
+
+    def on_epoch(self, callback: Callable[[int], None] | None) -> None:
+        """Call `callback(epoch)` after each training epoch (the `EpochProgress` protocol)."""
+        self.epoch_callback = callback
 
     def training_curves(self) -> dict[str, np.ndarray]:
         rows = getattr(self, "history_", [])

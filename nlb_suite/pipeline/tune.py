@@ -21,7 +21,7 @@ from ..core.arrays import Phase, Rates, Tensors, average_rates, check_phase
 from ..core.atomic import write_text_atomic
 from ..core.errors import NlbSuiteError
 from ..datasets import get_spec
-from ..models.base import Checkpointing, make_model
+from ..models.base import Checkpointing, EpochProgress, make_model, model_class
 from ..outputs.locations import SUBMISSIONS
 from ..outputs.studies import BEST_FILE
 from ..tensors import make_tensors
@@ -113,7 +113,11 @@ def eval_best(config: BestConfig, **options: Any) -> EvalRun:
 
 
 def check_study_model(plan: StudyPlan) -> None:
-    """PBT perturbs hyperparameters while training, which only LFADS's members support."""
+    """PBT perturbs hyperparameters while training, which only LFADS's members support; ASHA
+    watches a trial epoch by epoch, which only models trained in epochs allow."""
+    if plan.settings.scheduler == "asha" and not issubclass(model_class(plan.model), EpochProgress):
+        raise SearchSpaceError(f"{plan.source}: scheduler 'asha' stops trials between epochs, and model "
+                               f"{plan.model!r} does not train in epochs; drop scheduler = \"asha\"")
     if plan.settings.method != "pbt":
         return
     if plan.model != "lfads":

@@ -53,13 +53,9 @@ class PopulationLog(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
-        # The values the result was trained with (a PBT round may already have changed trial.config).
-        config = result.get("config") or trial.config
-        entry = {"objective": result.get("objective"), "epoch": result.get("epoch"),
-                 **{dim.name: config.get(dim.name) for dim in self.space}}
         if self.per_trial:
-            self._close_trial(trial.trial_id, entry)
-            return
+            return  # a random search's trial is written when it ends (ASHA has it report every epoch)
+        entry = self._entry(trial, result)
         step = int(result.get("training_iteration", 0))
         if any(done.iteration == step for done in self.rounds):
             return  # a round already written (a resumed study repeats the last one)
@@ -68,6 +64,17 @@ class PopulationLog(Callback):
         running = [t for t in trials if t.status not in ("ERROR", "TERMINATED") or t.trial_id in members]
         if len(members) >= len(running):
             self._close(step, self._pending.pop(step))
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        # Finished, or stopped early by ASHA: its last result is the trial's (epoch: how far it got).
+        if self.per_trial and trial.last_result:
+            self._close_trial(trial.trial_id, self._entry(trial, trial.last_result))
+
+    def _entry(self, trial: Any, result: dict[str, Any]) -> dict[str, Any]:
+        # The values the result was trained with (a PBT round may already have changed trial.config).
+        config = result.get("config") or trial.config
+        return {"objective": result.get("objective"), "epoch": result.get("epoch"),
+                **{dim.name: config.get(dim.name) for dim in self.space}}
 
     def _close_trial(self, trial_id: str, entry: dict[str, Any]) -> None:
         if entry["objective"] is None:

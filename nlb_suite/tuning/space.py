@@ -3,6 +3,7 @@ study's settings) and what (the search space), checked before Ray or any trial s
 
     [search]                  # the study's settings, for every dataset
     method = "pbt"            # "pbt" (population-based training; LFADS) or "random"
+    scheduler = "asha"        # random: stop weak trials early (models trained in epochs)
     population = 8            # pbt: members trained at once; random: trials run at once (<= cores)
     epochs = 300              # pbt: each member's budget (its max_epochs)
     perturbation_interval = 25  # pbt: epochs between exploit/explore rounds
@@ -35,6 +36,7 @@ from ..models.config import hyperparameter_file, load_hyperparameters, read_toml
 
 SEARCH_TABLE = "search"
 Method = Literal["pbt", "random"]
+Scheduler = Literal["fifo", "asha"]
 
 
 class SearchSpaceError(NlbSuiteError, ValueError):
@@ -97,9 +99,16 @@ class StudySettings:
     search runs `samples` trials. `explore`: a perturbed value is the winner's times a factor
     drawn uniformly from [1 - explore, 1 + explore] (AutoLFADS), clipped to the range. The study
     stops when its best objective has not improved by `min_improvement` (relative) for
-    `patience_rounds` rounds. `validation_fraction` of the training trials score a non-PBT trial."""
+    `patience_rounds` rounds. `validation_fraction` of the training trials score a non-PBT trial.
+    `scheduler = "asha"` stops a random search's weaker trials early (Ray Tune's ASHA, for models
+    trained in epochs): each trial reports its validation co-bps after every epoch, and at epochs
+    `grace_epochs` x `reduction_factor`^k only the best 1/`reduction_factor` of the trials that
+    got there so far go on."""
 
     method: Method = "random"
+    scheduler: Scheduler = "fifo"
+    grace_epochs: int = 10
+    reduction_factor: int = 3
     population: int = 8
     samples: int = 16
     epochs: int = 300
@@ -121,6 +130,17 @@ class StudySettings:
         if self.method == "pbt" and self.population < 2:
             raise SearchSpaceError(f"{where}: population-based training needs a population of at least 2, "
                                    f"got {self.population}")
+        if self.scheduler not in ("fifo", "asha"):
+            raise SearchSpaceError(f"{where}: scheduler must be 'fifo' (every trial runs to its end) or 'asha' "
+                                   f"(early stopping), got {self.scheduler!r}")
+        if self.scheduler == "asha" and self.method != "random":
+            raise SearchSpaceError(f"{where}: scheduler 'asha' is for a random search; PBT schedules its "
+                                   "population itself (drop scheduler or set method = \"random\")")
+        for name in ("grace_epochs", "reduction_factor"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (2 if name == "reduction_factor" else 1):
+                raise SearchSpaceError(f"{where}: {name} must be a whole number >= "
+                                       f"{2 if name == 'reduction_factor' else 1}, got {value!r}")
         if not isinstance(self.burn_in, int) or self.burn_in < 0:
             raise SearchSpaceError(f"{where}: burn_in must be a whole number of epochs >= 0, got {self.burn_in!r}")
         if not 0 < self.explore < 1:

@@ -90,7 +90,8 @@ def run_study(plan: StudyPlan, tensors: Tensors, folder: Path, cluster: Cluster,
                                          interval=settings.perturbation_interval)
     else:
         split = validation_split(tensors, settings.validation_fraction, settings.seed)
-        trainable = tune.with_parameters(model_trial, model=plan.model, base=plan.base, split=split)
+        trainable = tune.with_parameters(model_trial, model=plan.model, base=plan.base, split=split,
+                                         each_epoch=settings.scheduler == "asha")
     trainable = tune.with_resources(trainable, {"cpu": 1})
     total = settings.epochs // settings.perturbation_interval if pbt else settings.samples
     log = PopulationLog(folder, plan.space, minimize=minimize, per_trial=not pbt, write=on_round, total=total)
@@ -173,7 +174,15 @@ def _tune_config(plan: StudyPlan, minimize: bool, concurrent: int) -> Any:
         search_alg = ConcurrencyLimiter(OptunaSearch(seed=settings.seed), min(concurrent, settings.population))
     except ImportError:
         pass  # random sampling
-    return tune.TuneConfig(metric=OBJECTIVE, mode=mode, search_alg=search_alg, num_samples=settings.samples)
+    early_stopping: Any = None
+    if settings.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        # max_t one past the budget: the fitted model's report comes after the last epoch's.
+        early_stopping = ASHAScheduler(time_attr="epoch", max_t=int(plan.base.get("max_epochs", 1)) + 1,
+                                  grace_period=settings.grace_epochs, reduction_factor=settings.reduction_factor)
+    return tune.TuneConfig(metric=OBJECTIVE, mode=mode, search_alg=search_alg, scheduler=early_stopping,
+                           num_samples=settings.samples)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

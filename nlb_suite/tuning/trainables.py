@@ -6,7 +6,7 @@ it from that member's checkpoint with the perturbed hyperparameters, which it ap
 loading the state.
 
 `model_trial`: one configuration of any model, fitted on part of the training trials and scored
-on the rest (`validation.py`).
+on the rest (`validation.py`); under ASHA, scored after every epoch too.
 
 Both see only `Tensors` (no evaluation targets exist in a study).
 """
@@ -20,7 +20,7 @@ from typing import Any
 from ray import tune
 
 from ..core.arrays import Tensors
-from ..models.base import make_model
+from ..models.base import EpochProgress, make_model
 from .validation import ValidationSplit, validation_scores
 
 OBJECTIVE = "objective"
@@ -42,8 +42,24 @@ def lfads_member(config: dict[str, Any], *, base: dict[str, Any], tensors: Tenso
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def model_trial(config: dict[str, Any], *, model: str, base: dict[str, Any], split: ValidationSplit) -> None:
+def model_trial(config: dict[str, Any], *, model: str, base: dict[str, Any], split: ValidationSplit,
+                each_epoch: bool = False) -> None:
+    """Fit one configuration and report its validation scores. With `each_epoch` (ASHA), the
+    scores of every epoch's weights are reported as the model trains, so that the scheduler can
+    stop the trial between epochs; the last report is always that of the fitted model."""
     estimator = make_model(model, **(base | config))
+    epochs = 0
+    if each_epoch:
+        assert isinstance(estimator, EpochProgress), f"{model} does not train in epochs"
+
+        def report(epoch: int) -> None:
+            nonlocal epochs
+            epochs = epoch + 1
+            scores = validation_scores(estimator.predict(split.tensors), split)
+            tune.report({OBJECTIVE: scores["co_bps"], "epoch": epochs, **scores})
+
+        estimator.on_epoch(report)
     estimator.fit(split.tensors)
     scores = validation_scores(estimator.predict(split.tensors), split)
-    tune.report({OBJECTIVE: scores["co_bps"], **scores})
+    # The fitted model (an early-stopped one has its best epoch's weights) is the trial's result.
+    tune.report({OBJECTIVE: scores["co_bps"], **({"epoch": epochs + 1} if each_epoch else {}), **scores})

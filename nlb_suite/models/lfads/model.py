@@ -66,7 +66,8 @@ class LFADS(TorchEstimator[LFADSConfig]):
         device = self._device()
         with self._session(device, self.config.seed):
             setup = self.training_setup(tensors, device)
-            setup.trainer.run(setup.trials, setup.train_index, setup.valid_index)
+            self.network_ = setup.trainer.network  # `predict` works from an epoch callback
+            setup.trainer.run(setup.trials, setup.train_index, setup.valid_index, after_epoch=self.epoch_callback)
         self.adopt(setup.trainer)
         return self
 

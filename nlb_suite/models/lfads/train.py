@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -110,11 +111,13 @@ class Trainer:
         self.state = TrainingState()
 
     def run(self, trials: Batch, train_index: Tensor, valid_index: Tensor,
-            until_epoch: int | None = None, keep_last: bool = False) -> TrainingState:
+            until_epoch: int | None = None, keep_last: bool = False,
+            after_epoch: Callable[[int], None] | None = None) -> TrainingState:
         """Train on `trials[train_index]`, select on `trials[valid_index]`, until `max_epochs`,
         early stopping or (when given) `until_epoch` epochs in all, whichever comes first.
         `keep_last` leaves the network with its last weights (training goes on from there, as a
-        population-based-training member's does between perturbations) instead of the best."""
+        population-based-training member's does between perturbations) instead of the best.
+        `after_epoch(epoch)` is called after each epoch."""
         cfg = self.config
         valid = trials.take(valid_index)
         if self.resume:
@@ -130,6 +133,8 @@ class Trainer:
                                 co_bps=f"{record.valid_co_bps:.3f}")
                 if cfg.log_every > 0 and (record.epoch + 1) % cfg.log_every == 0:
                     bar.write(_log_line(record), file=sys.stderr)
+                if after_epoch is not None:
+                    after_epoch(record.epoch)
         if self.state.best_weights is not None and not keep_last:
             self.network.load_state_dict(self.state.best_weights)
         return self.state

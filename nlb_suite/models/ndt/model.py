@@ -58,8 +58,8 @@ class NDT(TorchEstimator[NDTConfig]):
                                  "n_heldin": n_heldin, "n_heldout": tensors.n_heldout}}
             n_batches = batch_count(len(train_index), cfg.batch_size)
             trainer = Trainer(network, cfg, n_bins, n_heldin, n_batches, identity, self.checkpoint_dir, self.resume)
-            state = trainer.run(trials, train_index, valid_index, until_epoch)
-        self.network_ = network
+            self.network_ = network  # `predict` works from an epoch callback (a study's ASHA)
+            state = trainer.run(trials, train_index, valid_index, until_epoch, self.epoch_callback)
         self.history_: list[EpochRecord] = state.history
         self.best_epoch_: int = state.best_epoch
         return self

@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -106,7 +107,7 @@ class Trainer:
         self.state = TrainingState()
 
     def run(self, trials: Trials, train_index: Tensor, valid_index: Tensor,
-            until_epoch: int | None = None) -> TrainingState:
+            until_epoch: int | None = None, after_epoch: Callable[[int], None] | None = None) -> TrainingState:
         cfg = self.config
         valid = trials.take(valid_index)
         valid_counted, valid_input = self._validation_mask(valid)
@@ -123,6 +124,8 @@ class Trainer:
                                 co_bps=f"{record.valid_co_bps:.3f}")
                 if cfg.log_every > 0 and (record.epoch + 1) % cfg.log_every == 0:
                     bar.write(_log_line(record), file=sys.stderr)
+                if after_epoch is not None:
+                    after_epoch(record.epoch)
         if self.state.best_weights is not None:
             self.network.load_state_dict(self.state.best_weights)
         return self.state
