@@ -228,6 +228,20 @@ def test_training_curves_are_read_from_the_latents_file(run_set: RunSet, tmp_pat
     np.testing.assert_array_equal(histories["kalman"].epoch, epochs)
 
 
+def test_a_run_whose_submission_a_later_run_rewrote_is_not_drawn(run_set: RunSet, tmp_path: Path) -> None:
+    from nlb_suite.outputs.results import file_sha256
+
+    kalman, smoothing = (next(r for r in run_set.records if r.model == m) for m in ("kalman", "smoothing"))
+    assert kalman.submission_sha256 == file_sha256(Path(str(kalman.submission)))
+    shared = tmp_path / "synth_run.h5"  # one name, two runs: the second one's file is what is left
+    shared.write_bytes(Path(str(smoothing.submission)).read_bytes())
+    first = replace(kalman, submission=str(shared))
+    view = gather_view([first], KEY, run_set.root)
+    assert not view.runs and "now holds a later run's rates" in view.run_notes[0]
+    shared.write_bytes(Path(str(kalman.submission)).read_bytes())  # its own file again: drawn
+    assert [run.record for run in gather_view([first], KEY, run_set.root).runs] == [first]
+
+
 def test_missing_data_and_files_become_notes(run_set: RunSet, tmp_path: Path) -> None:
     lost = replace(run_set.records[0], submission=str(tmp_path / "gone.h5"))
     path = write_html_report([lost, run_set.records[1]], tmp_path / "reports", root=tmp_path / "empty-data")

@@ -104,6 +104,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (a submission: a few MB)."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
 @dataclass
 class RunRecord:
     """One scored run. `metrics` are the official ones under their nlb_tools names ("co-bps",
@@ -123,6 +129,9 @@ class RunRecord:
     fit_seconds: float | None = None
     predict_seconds: float | None = None
     submission: str | None = None
+    # The submission file's sha256 when the record was made: a later run with the same name
+    # rewrites the file, and the report then knows the arrays there are not this run's.
+    submission_sha256: str | None = None
     # How the model ran (device, threads, ...): recorded, not part of the hyperparameters' hash.
     runtime: dict[str, Any] = field(default_factory=dict)
     # The dataset's spec when it is not a built-in one (a user's TOML, imported trial arrays), so
@@ -170,6 +179,8 @@ class RunRecord:
             cis={names.get(field_name, field_name): [interval.low, interval.high] for field_name, interval in scores.ci.items()},
             extra=extra, seed=seed, fit_seconds=fit_seconds, predict_seconds=predict_seconds,
             submission=None if submission is None else str(submission),
+            submission_sha256=file_sha256(Path(submission)) if submission is not None and Path(submission).is_file()
+            else None,
             runtime=dict(runtime or {}), spec=None if spec is None else dict(spec),
         )
 

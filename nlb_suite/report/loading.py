@@ -20,7 +20,7 @@ from ..core.errors import NlbSuiteError
 from ..core.spec import DatasetSpec, SpecError, spec_from_dict
 from ..datasets import get_spec
 from ..outputs.artifacts import latents_path, read_artifacts
-from ..outputs.results import RunRecord
+from ..outputs.results import RunRecord, file_sha256
 from ..outputs.submission import SubmissionError, read_submission
 from ..tensors import make_targets, make_tensors, make_true_rates
 from .tables import TableKey, latest_runs
@@ -115,6 +115,11 @@ def _run_outputs(record: RunRecord, label: str, group: str) -> RunOutputs | str:
     if not record.submission:
         return f"{label}: the record names no submission file"
     path = Path(record.submission)
+    if record.submission_sha256 is not None and path.is_file() and file_sha256(path) != record.submission_sha256:
+        # Same run name, other hyperparameters: a later run rewrote the file. Its scores stay in
+        # the tables (they are in the record); its arrays are gone, so no figure or claim for it.
+        return (f"{label}: {path} now holds a later run's rates (same name, rewritten since); its scores are "
+                "in the table, its figures and claims need that run again")
     try:
         arrays = read_submission(path)
     except SubmissionError as err:
