@@ -263,11 +263,11 @@ def _read_units(f: h5py.File, path: Path) -> Units:
     # The checks run over the one array all rows are views of (at the full MC_Maze size, 18 M
     # spikes: 0.03 s, against 0.15 s unit by unit); a failing check names the units.
     rows = data[: ends[-1]] if n else data[:0]
-    non_finite = np.flatnonzero(~np.isfinite(rows))
-    if len(non_finite):
-        bad = np.unique(np.searchsorted(ends, non_finite, side="right"))
+    lowest, highest = (float(rows.min()), float(rows.max())) if len(rows) else (0.0, 0.0)
+    if not (np.isfinite(lowest) and np.isfinite(highest)):  # NaN and infinity reach the min or max
+        bad = np.unique(np.searchsorted(ends, np.flatnonzero(~np.isfinite(rows)), side="right"))
         raise NWBFormatError(f"{path}: spike_times of unit(s) {_listing(ids[bad])} hold NaN or infinite times")
-    if len(rows) and max(-float(rows.min()), float(rows.max())) > MAX_SESSION_S:
+    if max(-lowest, highest) > MAX_SESSION_S:
         for times in spike_times:  # the message names the first unit's largest time
             _check_times(times, f"{path}: units column 'spike_times'")
     falls = np.flatnonzero(rows[1:] < rows[:-1])  # between spike p and p + 1

@@ -6,12 +6,16 @@ bin's first 1 ms sample was missing. The filter reaches 250 ms either side, so t
 window depends on the session around it: a window's values are filtered from the session's
 samples around it (as far as the filter reaches), never from the window's piece alone.
 
-Only the bins of the windows are computed. scipy's filter sums each output's taps in one fixed
-order, so an output computed from a stretch of the session that holds the filter's whole reach
-is bit for bit the output of the whole session's filter (`tests/test_tensors.py` checks this).
-Measured at the full MC_Maze size (7.2 M samples, 2,364 trials, 5 ms), filtering the whole
-session took 0.8 s per call (three calls: train windows for the tensors, train and eval windows
-for the targets) and its 1 ms grid and prefixed copy 0.4 GB; the windows' stretches take 0.2 s.
+Only the bins of the windows are computed, and without scipy. scipy's decimate
+(`scipy.signal.decimate(x, q, n=500, ftype="fir")`, a polyphase `upfirdn`) sums each output's
+501 products one after the other in a fixed order, without fused multiply-adds; `_decimate`
+makes the same products and sums in the same order, one tap at a time over many outputs, with
+taps computed as `scipy.signal.firwin` computes them, so every value is bit for bit scipy's
+(`tests/test_tensors.py` checks taps and outputs against scipy). Measured at the full MC_Maze
+size (7.2 M samples, 2,364 trials, 5 ms): scipy's decimate of the whole session took 0.8 s per
+call (three calls: train windows for the tensors, train and eval windows for the targets) and
+the 1 ms grid and its prefixed copy 0.4 GB; scipy's decimate of the windows' stretches alone
+0.4 s in all, plus 0.5 s to import scipy.signal; `_decimate` on the stretches takes 0.25 s.
 """
 
 from __future__ import annotations
@@ -110,12 +114,59 @@ def _filled(rec: Recording, field: str) -> _Filled:
     return filled
 
 
+_TAPS = _DECIMATE_ORDER + 1
+# Windows whose outputs are summed together, tap by tap (their outputs stay in the CPU's cache:
+# 64 windows of 140 bins and 2 channels; 16, 32 and 128 were 10-30% slower).
+_WINDOWS_PER_BLOCK = 64
+
+
+def fir_taps(q: int) -> np.ndarray:
+    """The taps of scipy.signal.decimate's FIR filter for factor q, n=500:
+    scipy.signal.firwin(501, 1 / q, window="hamming"), computed as scipy computes it (a sinc
+    lowpass times a Hamming window, scaled to unit gain at 0 Hz)."""
+    cutoff = 1.0 / q
+    m = np.arange(0, _TAPS, dtype=np.float64) - 0.5 * (_TAPS - 1)
+
+    def sinc(x: np.ndarray) -> np.ndarray:  # scipy's: eps in place of 0
+        y = np.pi * np.where(x.astype(bool), x, np.finfo(np.float64).eps)
+        return np.sin(y) / y
+
+    h = cutoff * sinc(cutoff * m)
+    h -= 0.0 * sinc(0.0 * m)  # the band's lower edge, 0 Hz (kept: scipy subtracts it)
+    fac = np.linspace(-np.pi, np.pi, _TAPS, dtype=np.float64)
+    alpha = np.asarray([0.54, 1.0 - 0.54], dtype=np.float64)
+    window = np.zeros(_TAPS, dtype=np.float64)
+    for k in range(2):
+        window += alpha[k] * np.cos(k * fac)
+    h *= window
+    h /= np.sum(h * np.cos(np.pi * m * 0.0))
+    return h
+
+
+def _decimate(polyphase: np.ndarray, taps: np.ndarray, first_row: int, n_out: int) -> np.ndarray:
+    """scipy's FIR decimation outputs, bit for bit. `polyphase[w, r, p]` is sample p * q + r of
+    window w's stretch (q = polyphase.shape[1]); output k of a window is centred on sample
+    (first_row + k) * q and is the sum, in order of rising sample, of taps[j] times sample
+    (first_row + k) * q + 250 - j, j from 500 down to 0 (each product rounded, then each sum)."""
+    q = polyphase.shape[1]
+    reach = (_TAPS - 1) // 2
+    out = np.empty((polyphase.shape[0], n_out) + polyphase.shape[3:])
+    for block in range(0, len(polyphase), _WINDOWS_PER_BLOCK):
+        part = polyphase[block: block + _WINDOWS_PER_BLOCK]
+        total = np.zeros((len(part), n_out) + polyphase.shape[3:])
+        term = np.empty_like(total)
+        for j in range(_TAPS - 1, -1, -1):
+            row, phase = divmod(first_row * q + reach - j, q)
+            np.multiply(part[:, phase, row: row + n_out], taps[j], out=term)
+            total += term
+        out[block: block + len(part)] = total
+    return out
+
+
 def behavior_windows(rec: Recording, field: str, bin_ms: int, start_bins: np.ndarray, n_bins: int) -> np.ndarray:
     """(windows, n_bins, channels) of the decimated behaviour at bins start + k of the global
     grid, in the series' dtype (float for integer series); NaN outside the session and where the
     bin's first 1 ms sample was missing."""
-    from scipy import signal  # 0.5 s to import: only where behaviour is binned
-
     series_dtype = rec.behavior[field].data.dtype if field in rec.behavior else np.dtype(float)
     memo = derived(rec)
     key = ("behavior windows", field, bin_ms, start_bins.tobytes(), n_bins)
@@ -131,14 +182,16 @@ def behavior_windows(rec: Recording, field: str, bin_ms: int, start_bins: np.nda
     # m * bin_ms + _PREFIX_MS of the prefixed series; `margin` (whole bins) covers the filter's
     # reach on either side, so each stretch is filtered as the whole series would be.
     margin = -(-_REACH_MS // bin_ms)
-    stretch = (2 * margin + n_bins) * bin_ms
+    rows = 2 * margin + n_bins
+    taps = fir_taps(bin_ms)
+    # Sample p * bin_ms + r of each stretch, at [window, r, p] (the polyphase layout, in which each
+    # tap reads contiguous memory).
+    offsets = (np.arange(rows)[None, :] * bin_ms + np.arange(bin_ms)[:, None])[None]
     for chunk in range(0, len(start_bins), _WINDOWS_PER_CALL):
         starts = start_bins[chunk: chunk + _WINDOWS_PER_CALL]
         first = (starts - margin) * bin_ms + _PREFIX_MS
-        positions = first[:, None] + np.arange(stretch)[None, :]
-        pieces = filled.prefixed(positions)
-        decimated = signal.decimate(pieces, bin_ms, n=_DECIMATE_ORDER, ftype="fir", axis=1)
-        values = decimated[:, margin: margin + n_bins].astype(out_dtype, copy=False)
+        polyphase = filled.prefixed(first[:, None, None] + offsets)
+        values = _decimate(polyphase, taps, margin, n_bins).astype(out_dtype, copy=False)
         bins = starts[:, None] + np.arange(n_bins)[None, :]
         inside = (bins >= 0) & (bins < n_session_bins)
         first_ms = np.clip(bins, 0, max(n_session_bins - 1, 0)) * bin_ms

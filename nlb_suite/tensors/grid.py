@@ -110,9 +110,14 @@ def session_spikes(rec: Recording) -> SessionSpikes:
             mask_arrays.append(observed_ms(intervals, end_ms))
         mask_of[row] = masks[key]
         observed = mask_arrays[mask_of[row]]
-        ms = np.round(times * 1000.0, 6).astype(np.int64)
-        ms = ms[(ms >= 0) & (ms < end_ms)]
-        units.append(UnitSpikes(ms=ms[observed[ms]].astype(index_type), observed=observed))
+        scaled = times * 1000.0
+        np.round(scaled, 6, out=scaled)
+        # Spike times are sorted (the reader sorts them), so their ms are too: the session's
+        # are one slice. (Times are checked to lie within MAX_SESSION_S, so int32 holds them.)
+        ms = scaled.astype(index_type)
+        first, last = np.searchsorted(ms, np.array([0, end_ms], dtype=index_type))
+        ms = ms[first:last]
+        units.append(UnitSpikes(ms=ms[observed[ms]], observed=observed))
     spikes = SessionSpikes(tuple(units), tuple(mask_arrays), mask_of)
     memo["spikes"] = spikes
     return spikes
