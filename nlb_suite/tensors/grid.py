@@ -143,8 +143,9 @@ def spikes_in_spans(ms: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.
     first = np.searchsorted(ms, lo.astype(ms.dtype, copy=False))  # cast: else all of `ms` is converted
     counts = np.maximum(np.searchsorted(ms, hi.astype(ms.dtype, copy=False)) - first, 0)
     owner = np.repeat(np.arange(len(lo)), counts)
-    first_of = np.repeat(np.cumsum(counts) - counts, counts)
-    return owner, ms[np.arange(counts.sum()) - first_of + np.repeat(first, counts)].astype(np.int64)
+    # Spike i of the result is ms[first[owner] + (i - where owner's spikes begin in the result)].
+    where = np.arange(len(owner)) + (first - (np.cumsum(counts) - counts))[owner]
+    return owner, ms[where].astype(np.int64)
 
 
 def spikes_in_ranges(ms: np.ndarray, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
