@@ -12,10 +12,12 @@ Only the bins of the windows are computed, and without scipy. scipy's decimate
 makes the same products and sums in the same order, one tap at a time over many outputs, with
 taps computed as `scipy.signal.firwin` computes them, so every value is bit for bit scipy's
 (`tests/test_tensors.py` checks taps and outputs against scipy). Measured at the full MC_Maze
-size (7.2 M samples, 2,364 trials, 5 ms): scipy's decimate of the whole session took 0.8 s per
-call (three calls: train windows for the tensors, train and eval windows for the targets) and
-the 1 ms grid and its prefixed copy 0.4 GB; scipy's decimate of the windows' stretches alone
-0.4 s in all, plus 0.5 s to import scipy.signal; `_decimate` on the stretches takes 0.25 s.
+size (7.2 M samples, 2,364 trials, 5 ms, a shared 2-core machine): scipy's decimate of the
+whole session took 0.8 s per call (three calls: train windows for the tensors, train and eval
+windows for the targets; now the train windows are kept for the second) and the 1 ms grid and
+its prefixed copy 0.23 GB; scipy's decimate of the windows' stretches alone 0.4 s in all, plus
+0.5 s to import scipy.signal; `_decimate` on the stretches takes 0.2 s (0.7 s with the
+stretches laid out by time rather than by phase).
 """
 
 from __future__ import annotations
