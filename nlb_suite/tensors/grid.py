@@ -148,13 +148,6 @@ def spikes_in_spans(ms: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.
     return owner, ms[where].astype(np.int64)
 
 
-def spikes_in_ranges(ms: np.ndarray, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """For ranges [start, start + width) (may overlap): the range index and offset of every
-    spike of the sorted `ms` inside."""
-    owner, picked = spikes_in_spans(ms, starts, starts + width)
-    return owner, picked - starts[owner]
-
-
 def spike_tensors(rec: Recording, rows: np.ndarray, bin_ms: int, windows: dict[str, Windows]) -> dict[str, np.ndarray]:
     """(trials, bins, units) spike counts of the units at `rows` for each named set of windows:
     NaN where a bin's first ms is unobserved or the bin lies outside the session.
@@ -172,11 +165,13 @@ def spike_tensors(rec: Recording, rows: np.ndarray, bin_ms: int, windows: dict[s
     for name, w in windows.items():
         tensor = np.zeros((len(w.starts), w.n_bins, len(rows)), dtype=np.float32)
         flat = tensor.reshape(-1)
+        # A spike in bin b of window t goes to flat entry ((t * n_bins + b - start_t) * units + column).
+        base = (np.arange(len(w.starts)) * w.n_bins - w.starts) * len(rows)
         for column, row in enumerate(rows):
-            owner, offset = spikes_in_ranges(session.units[row].ms, w.starts * bin_ms, w.n_bins * bin_ms)
+            owner, picked = spikes_in_spans(session.units[row].ms, w.starts * bin_ms, (w.starts + w.n_bins) * bin_ms)
             # Ordered by window, then by time: equal entries (spikes of one bin) are adjacent, so a
             # run-length count does what np.add.at would, without its cost.
-            where = (owner * w.n_bins + offset // bin_ms) * len(rows) + column
+            where = base[owner] + (picked // bin_ms) * len(rows) + column
             if len(where):
                 first = np.flatnonzero(np.concatenate([[True], where[1:] != where[:-1]]))
                 flat[where[first]] = np.diff(np.append(first, len(where)))

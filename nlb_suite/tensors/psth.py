@@ -341,7 +341,8 @@ def _accumulate(spikes: list[UnitSpikes], layout: _Layout, kernel: np.ndarray, n
             # Only the spikes of the window's own observed stretch count: the others are smoothed
             # apart in the benchmark, and do not reach a window inside one stretch.
             owner, picked = spikes_in_spans(unit.ms, lo, hi)
-            flat = group[reg][owner] * width + (picked - ext_start[reg][owner])
+            # A spike at ms m of window w goes to summed[group[w], m - ext_start[w]].
+            flat = (group[reg] * width - ext_start[reg])[owner] + picked
             summed[i] = np.bincount(flat, minlength=len(group_keys) * width).reshape(len(group_keys), width)
             members[i] = np.bincount(group[reg], minlength=len(group_keys))
             for t in np.flatnonzero(~regular):
