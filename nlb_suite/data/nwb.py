@@ -51,11 +51,18 @@ class Behavior:
     timestamps: np.ndarray | None = None
     unit: str = ""
 
-    def times(self) -> np.ndarray:
+    def times(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The times of samples [start, stop) (all by default)."""
+        stop = self.data.shape[0] if stop is None else stop
         if self.timestamps is not None:
-            return self.timestamps
+            return self.timestamps[start:stop]
         assert self.rate is not None, "a series without timestamps has a rate"
-        return np.arange(self.data.shape[0]) / self.rate + self.starting_time
+        return np.arange(start, stop) / self.rate + self.starting_time
+
+    def span(self) -> tuple[float, float]:
+        """The first and last sample's time (without building every sample's)."""
+        n = self.data.shape[0]
+        return float(self.times(0, 1)[0]), float(self.times(n - 1, n)[0])
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,13 @@ def _values(group: h5py.Group, name: str) -> np.ndarray:
 def _ragged(group: h5py.Group, name: str, path: Path, n_rows: int) -> tuple[np.ndarray, ...]:
     """The rows of a ragged column, with its index checked: one end per row, never decreasing,
     never past the data."""
+    data, ends = _ragged_parts(group, name, path, n_rows)
+    starts = np.concatenate([[0], ends[:-1]])
+    return tuple(data[s:e] for s, e in zip(starts, ends))
+
+
+def _ragged_parts(group: h5py.Group, name: str, path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ragged column's values and each row's end (int64), the index checked as in `_ragged`."""
     data = _values(group, name)
     index = _values(group, f"{name}_index")
     where = f"{path}: {group.name}/{name}_index"
@@ -131,8 +145,7 @@ def _ragged(group: h5py.Group, name: str, path: Path, n_rows: int) -> tuple[np.n
     if data.ndim == 0 or (len(ends) and (ends[0] < 0 or np.any(np.diff(ends) < 0) or ends[-1] > len(data))):
         raise NWBFormatError(f"{where} does not index {name} ({len(data) if data.ndim else 0} values): "
                              "its ends must rise from 0 to at most the number of values")
-    starts = np.concatenate([[0], ends[:-1]])
-    return tuple(data[s:e] for s, e in zip(starts, ends))
+    return data, ends
 
 
 def _decode(values: np.ndarray, where: str) -> np.ndarray:
@@ -244,13 +257,22 @@ def _read_units(f: h5py.File, path: Path) -> Units:
     stored = group["spike_times"]
     if not isinstance(stored, h5py.Dataset) or stored.ndim != 1 or stored.dtype.kind not in "fiu":
         raise NWBFormatError(f"{path}: units column 'spike_times' must be a 1-d column of times in seconds")
-    spike_times = list(_ragged(group, "spike_times", path, n))
-    bad = [i for i, times in enumerate(spike_times) if not np.isfinite(times).all()]
-    if bad:
+    data, ends = _ragged_parts(group, "spike_times", path, n)
+    starts = np.concatenate([[0], ends[:-1]])
+    spike_times = [data[s:e] for s, e in zip(starts, ends)]
+    # The checks run over the one array all rows are views of (at the full MC_Maze size, 18 M
+    # spikes: 0.03 s, against 0.15 s unit by unit); a failing check names the units.
+    rows = data[: ends[-1]] if n else data[:0]
+    lowest, highest = (float(rows.min()), float(rows.max())) if len(rows) else (0.0, 0.0)
+    if not (np.isfinite(lowest) and np.isfinite(highest)):  # NaN and infinity reach the min or max
+        bad = np.unique(np.searchsorted(ends, np.flatnonzero(~np.isfinite(rows)), side="right"))
         raise NWBFormatError(f"{path}: spike_times of unit(s) {_listing(ids[bad])} hold NaN or infinite times")
-    for times in spike_times:  # the units' rows are views of one array: checked without a copy
-        _check_times(times, f"{path}: units column 'spike_times'")
-    unsorted = [i for i, times in enumerate(spike_times) if np.any(np.diff(times) < 0)]
+    if max(-lowest, highest) > MAX_SESSION_S:
+        for times in spike_times:  # the message names the first unit's largest time
+            _check_times(times, f"{path}: units column 'spike_times'")
+    falls = np.flatnonzero(rows[1:] < rows[:-1])  # between spike p and p + 1
+    unit_of_fall = np.searchsorted(ends, falls, side="right")
+    unsorted = np.unique(unit_of_fall[falls + 1 < ends[unit_of_fall]]).tolist()
     if unsorted:
         # The counts do not depend on the order, but the PSTH targets search sorted times.
         log.warning("%s: spike_times of unit(s) %s are not in increasing order; sorted them", path,
@@ -340,23 +362,37 @@ def _text(value: object) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _observed_blocks(intervals: np.ndarray, end_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the half-open intervals [start, stop), cut to the session [0, end_s), as
+    disjoint (starts, stops)."""
+    order = np.argsort(intervals[:, 0], kind="stable")
+    starts, reach = intervals[order, 0], np.maximum.accumulate(intervals[order, 1])
+    new_block = np.concatenate([[True], starts[1:] > reach[:-1]]) if len(starts) else np.zeros(0, bool)
+    block_starts = starts[new_block]
+    block_stops = reach[np.append(np.flatnonzero(new_block)[1:] - 1, len(starts) - 1)] if len(starts) else reach
+    return np.clip(block_starts, 0.0, end_s), np.clip(block_stops, 0.0, end_s)
+
+
 def _check_spike_locations(rec: Recording) -> None:
     """Warn about spikes the benchmark ignores: outside the session, or outside the unit's
     observation intervals (unobserved time is NaN, never counted)."""
     end_s = rec.end_ms / 1000.0
     outside_session: dict[int, int] = {}
     unobserved: dict[int, int] = {}
+    blocks: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
     for row, (times, intervals) in enumerate(zip(rec.units.spike_times, rec.units.obs_intervals)):
-        in_session = (times >= 0) & (times < end_s)
-        if not in_session.all():
-            outside_session[row] = int((~in_session).sum())
-        order = np.argsort(intervals[:, 0], kind="stable")
-        starts, reach = intervals[order, 0], np.maximum.accumulate(intervals[order, 1])
-        last = np.searchsorted(starts, times, side="right") - 1
-        observed = (last >= 0) & (times < reach[np.maximum(last, 0)])
-        missed = in_session & ~observed
-        if missed.any():
-            unobserved[row] = int(missed.sum())
+        # Spike times are sorted (see _read_units): spikes in a span are counted by two searches,
+        # not tested one by one (at the full MC_Maze size 0.02 s against 0.23 s).
+        first, last = np.searchsorted(times, [0.0, end_s])
+        if last - first < len(times):
+            outside_session[row] = int(len(times) - (last - first))
+        key = intervals.tobytes()
+        if key not in blocks:
+            blocks[key] = _observed_blocks(intervals, end_s)
+        block_starts, block_stops = blocks[key]
+        observed = int((np.searchsorted(times, block_stops) - np.searchsorted(times, block_starts)).sum())
+        if observed < last - first:
+            unobserved[row] = int(last - first - observed)
     ids = rec.units.ids
     if outside_session:
         log.warning("%s: %d spike time(s) of unit(s) %s lie outside the session (0 to %g s); they are ignored",

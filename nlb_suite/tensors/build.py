@@ -21,13 +21,12 @@ from ..core.spec import DatasetSpec
 from ..data.nwb import NWBFormatError, Recording, read_recording
 from ..data.paths import DatasetFiles, require_files, truth_path
 from ..data.truth import Part, Values, read_windows
-from .behavior import decimated_behavior
+from .behavior import behavior_windows
 from .grid import (
     NS_PER_MS,
     ONE_US_NS,
     Windows,
     ceil_div,
-    gather_windows,
     ordered_units,
     seconds_to_ns,
     spike_tensors,
@@ -147,18 +146,17 @@ def _behavior(spec: DatasetSpec, rec: Recording, trials: pd.DataFrame, align_ns:
         return values
     if spec.behavior_field is None:
         return None
-    values = decimated_behavior(rec, spec.behavior_field, bin_ms)
     starts = window_start_bins(align_ns, spec.window_ms[0] + spec.behavior_lag_ms, bin_ms) + jitter
-    windows = gather_windows(values, starts, spec.n_bins(bin_ms))
+    windows = behavior_windows(rec, spec.behavior_field, bin_ms, starts, spec.n_bins(bin_ms))
     # Edges of a continuous session may lack a few bins (NaN, as nlb_tools pads them); a window
     # wholly outside the series means the series does not cover the trials. (NaN values inside the
     # series are the file's own: `_check_behavior` names them.)
-    times = rec.behavior[spec.behavior_field].times()
+    first_s, last_s = rec.behavior[spec.behavior_field].span()
     window_s = np.stack([starts, starts + spec.n_bins(bin_ms)], axis=1) * (bin_ms / 1000.0)
-    uncovered = (window_s[:, 1] <= times[0]) | (window_s[:, 0] > times[-1])
+    uncovered = (window_s[:, 1] <= first_s) | (window_s[:, 0] > last_s)
     if uncovered.any():
         raise TensorError(
-            f"{rec.path}: behaviour series {spec.behavior_field!r} ({times[0]:.3f} to {times[-1]:.3f} s) does not "
+            f"{rec.path}: behaviour series {spec.behavior_field!r} ({first_s:.3f} to {last_s:.3f} s) does not "
             f"cover the windows of trial(s) {_ids(trials, uncovered)} ({spec.window_ms} ms around "
             f"{spec.align_field}, lagged {spec.behavior_lag_ms} ms); the file's behaviour must span every trial: "
             "use the complete file, or drop those trials"
