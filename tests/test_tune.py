@@ -203,14 +203,19 @@ def test_pbt_study_interrupted_resumed_exploits_and_reproduces(rotation: Synthet
     for name in RATE_ARRAYS:
         np.testing.assert_array_equal(getattr(rates[0], name), getattr(rates[1], name))
 
-    # The ensemble of two is the mean of the two members' rates.
-    ensemble = ensemble_rates(plan, study, folder, 2, rotation.tensors)
+    # The ensemble of two is the mean of the two members' rates, unless the second holds the
+    # first's weights (a loser that never beat what it copied: this tiny study often ends so);
+    # then it is passed over and the ensemble is the best member alone.
+    result = ensemble_rates(plan, study, folder, 2, rotation.tensors)
     second = LFADS(**_best_config(plan, "rotation", "val", 5, study.trials[1], folder, "member1").hyperparameters)
     second.use_checkpoints(folder / "member1", resume=True)
     other = second.fit(rotation.tensors).predict(rotation.tensors)
+    copy = all(np.array_equal(getattr(other, name), getattr(rates[0], name)) for name in RATE_ARRAYS)
+    expected = [study.trials[0].trial_id] + ([] if copy else [study.trials[1].trial_id])
+    assert [t.trial_id for t in result.members] == expected
     for name in RATE_ARRAYS:
         mean = (getattr(rates[0], name).astype(np.float64) + getattr(other, name)) / 2
-        np.testing.assert_allclose(getattr(ensemble, name), mean, rtol=1e-6)
+        np.testing.assert_allclose(getattr(result.rates, name), mean, rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -327,3 +332,22 @@ def test_asha_study_reports_every_epoch_and_writes_each_trial_once(rotation: Syn
     best = max(finished, key=lambda t: t.score)
     refit = make_model("ndt", **(plan.base | best.config)).fit(split.tensors)
     assert validation_scores(refit.predict(split.tensors), split)["co_bps"] == best.score
+
+
+def test_a_study_ensemble_passes_over_copies_of_a_better_trial(rotation: SyntheticTrials, tmp_path: Path) -> None:
+    # PBT's losers copy the winners' weights; members that never beat them hold the same model.
+    # Two trials with one configuration stand for that here (a random search refits them).
+    from nlb_suite.pipeline.tune import ensemble_rates
+    from nlb_suite.tuning.study import StudyResult, TrialSummary
+
+    space = (Dimension("kern_sd_ms", 10.0, 100.0),)
+    plan = StudyPlan("smoothing", "rotation", 5, make_model("smoothing").get_params(), space,
+                     StudySettings(method="random"), "test")
+    trials = [TrialSummary(name, {"kern_sd_ms": sd}, {}, score, None, "")
+              for name, sd, score in (("a", 30.0, 0.3), ("copy of a", 30.0, 0.3), ("b", 60.0, 0.2), ("c", 90.0, 0.1))]
+    result = ensemble_rates(plan, StudyResult(tmp_path, trials, False, 0.0), tmp_path, 2, rotation.tensors)
+    assert [t.trial_id for t in result.members] == ["a", "b"]
+    first, second = (make_model("smoothing", kern_sd_ms=sd).fit(rotation.tensors).predict(rotation.tensors)
+                     for sd in (30.0, 60.0))
+    np.testing.assert_allclose(result.rates.eval_rates_heldout,
+                               (first.eval_rates_heldout.astype(np.float64) + second.eval_rates_heldout) / 2, rtol=1e-6)

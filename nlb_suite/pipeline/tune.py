@@ -12,12 +12,15 @@ random search it refits the best configuration.
 from __future__ import annotations
 
 import math
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.arrays import Phase, Rates, Tensors, average_rates, check_phase
+import numpy as np
+
+from ..core.arrays import RATE_ARRAYS, Phase, Rates, Tensors, average_rates, check_phase
 from ..core.atomic import write_text_atomic
 from ..core.errors import NlbSuiteError
 from ..datasets import get_spec
@@ -185,18 +188,41 @@ def _best_config(plan: StudyPlan, dataset: str, phase: Phase, bin_ms: int, trial
     return BestConfig(plan.model, dataset, phase, bin_ms, hyperparameters, checkpoint, str(folder))
 
 
-def ensemble_rates(plan: StudyPlan, study: StudyResult, folder: Path, k: int, tensors: Tensors) -> Rates:
+@dataclass
+class StudyEnsemble:
+    """The mean rates of a study's best distinct trials, and which trials they are."""
+
+    rates: Rates
+    members: list[TrialSummary]
+
+
+def ensemble_rates(plan: StudyPlan, study: StudyResult, folder: Path, k: int, tensors: Tensors) -> StudyEnsemble:
     """The mean of the K best trials' rates, each predicted as its own best.toml would (PBT: from
-    the member's saved state, exported to `folder/member<i>`; else refitted)."""
+    the member's saved state, exported to `folder/member<i>`; else refitted). Trials whose rates
+    equal a better trial's are passed over for the next one: after PBT's last exploit, and
+    wherever a loser never beat the best weights it copied, several members hold the same
+    weights (a synth_maze study's 3 best were one model three times), and an ensemble of copies
+    is that one model."""
     members: list[Rates] = []
-    for index, trial in enumerate(study.trials[:k]):
+    chosen: list[TrialSummary] = []
+    for index, trial in enumerate(study.trials):
+        if len(members) == k:
+            break
         config = _best_config(plan, plan.dataset, tensors.phase, plan.bin_ms, trial, folder, f"member{index}")
         estimator = make_model(plan.model, **config.hyperparameters)
         if config.checkpoint is not None and isinstance(estimator, Checkpointing):
             estimator.use_checkpoints(config.checkpoint, resume=True)
         estimator.fit(tensors)
-        members.append(estimator.predict(tensors))
-    return average_rates(members)
+        rates = estimator.predict(tensors)
+        if any(_same_rates(rates, other) for other in members):
+            continue
+        members.append(rates)
+        chosen.append(trial)
+    return StudyEnsemble(average_rates(members), chosen)
+
+
+def _same_rates(first: Rates, second: Rates) -> bool:
+    return all(np.array_equal(getattr(first, name), getattr(second, name), equal_nan=True) for name in RATE_ARRAYS)
 
 
 def _ensemble(plan: StudyPlan, dataset: str, phase: Phase, bin_ms: int, study: StudyResult, folder: Path, k: int,
@@ -204,14 +230,18 @@ def _ensemble(plan: StudyPlan, dataset: str, phase: Phase, bin_ms: int, study: S
     """The K best trials' ensemble as a run of its own, `<model>-ensemble<K>`."""
     spec = get_spec(dataset)
     tensors = make_tensors(spec, phase, bin_ms, options.get("root"))
-    rates = ensemble_rates(plan, study, folder, k, tensors)
+    ensemble = ensemble_rates(plan, study, folder, k, tensors)
+    if len(ensemble.members) < k:
+        print(f"ensemble: only {len(ensemble.members)} of the study's trials differ in their rates; averaging "
+              f"those", file=sys.stderr)
+    rates, k = ensemble.rates, len(ensemble.members)
     label = f"{plan.model}-ensemble{k}"
     settings = configure(plan.model, spec, bin_ms, plan.base | study.best.config, use_tables=False)
     hyperparameters = dict(settings.hyperparameters, ensemble=k)
     published = publish(rates, tensors, spec, phase, bin_ms, plan.model,
                         type(settings)(settings.model, hyperparameters, settings.runtime), label=label,
                         extra={"tuning": tuning | {"ensemble": k,
-                                                   "members": [t.trial_id for t in study.trials[:k]]}},
+                                                   "members": [t.trial_id for t in ensemble.members]}},
                         root=options.get("root"), submissions_dir=options["submissions_dir"],
                         results=options.get("results"), n_boot=options.get("n_boot", 1000))
     return EvalRun(spec=spec, phase=phase, bin_ms=bin_ms, model=label, hyperparameters=hyperparameters,
