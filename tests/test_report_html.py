@@ -229,7 +229,7 @@ def test_training_curves_are_read_from_the_latents_file(run_set: RunSet, tmp_pat
 
 
 def test_a_run_whose_submission_a_later_run_rewrote_is_not_drawn(run_set: RunSet, tmp_path: Path) -> None:
-    from nlb_suite.outputs.results import file_sha256
+    from nlb_suite.core.atomic import file_sha256
 
     kalman, smoothing = (next(r for r in run_set.records if r.model == m) for m in ("kalman", "smoothing"))
     assert kalman.submission_sha256 == file_sha256(Path(str(kalman.submission)))

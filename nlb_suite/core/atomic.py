@@ -1,14 +1,22 @@
-"""Files appear whole or not at all: everything the suite writes goes through `atomic_path`."""
+"""Files appear whole or not at all: everything the suite writes goes through `atomic_path`;
+and what a file holds, by its sha256 (`file_sha256`)."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 @contextmanager

@@ -15,7 +15,6 @@ client's session, downloads included, goes through an adapter that sets the time
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 from tqdm import tqdm
 
+from ..core.atomic import file_sha256
 from ..core.errors import NlbSuiteError
 from ..core.spec import Asset, DatasetSpec, Role
 from ..core.writable import check_folder
@@ -134,8 +134,7 @@ def verify_file(path: Path, asset: Asset) -> None:
     if asset.size is not None and size != asset.size:
         raise SizeMismatchError(path, f"{size:,} bytes, expected {asset.size:,}")
     if asset.sha256 is not None:
-        with path.open("rb") as stream:
-            digest = hashlib.file_digest(stream, "sha256").hexdigest()
+        digest = file_sha256(path)
         if digest != asset.sha256:
             raise ChecksumError(path, f"sha256 {digest}, expected {asset.sha256}")
 

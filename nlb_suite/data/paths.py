@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.atomic import file_sha256
 from ..core.errors import NlbSuiteError
 from ..core.spec import Asset, DatasetSpec
 
@@ -99,5 +99,4 @@ def _check_declared(spec: DatasetSpec, path: Path, asset: Asset) -> None:
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     """The file's sha256, computed once per process for each (path, size, mtime): a run reads a
     dataset's files several times (tensors, targets, true rates)."""
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+    return file_sha256(path)

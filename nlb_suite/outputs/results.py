@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.arrays import Phase
+from ..core.atomic import file_sha256
 from ..core.errors import NlbSuiteError
 from ..scoring import OFFICIAL_METRIC_KEYS, Scores
 
@@ -102,12 +103,6 @@ def git_commit() -> str | None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes (a submission: a few MB)."""
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 @dataclass

@@ -12,7 +12,6 @@ random search it refits the best configuration.
 from __future__ import annotations
 
 import math
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,16 +230,13 @@ def _ensemble(plan: StudyPlan, dataset: str, phase: Phase, bin_ms: int, study: S
     spec = get_spec(dataset)
     tensors = make_tensors(spec, phase, bin_ms, options.get("root"))
     ensemble = ensemble_rates(plan, study, folder, k, tensors)
-    if len(ensemble.members) < k:
-        print(f"ensemble: only {len(ensemble.members)} of the study's trials differ in their rates; averaging "
-              f"those", file=sys.stderr)
-    rates, k = ensemble.rates, len(ensemble.members)
+    asked, rates, k = k, ensemble.rates, len(ensemble.members)  # the label says how many differed
     label = f"{plan.model}-ensemble{k}"
     settings = configure(plan.model, spec, bin_ms, plan.base | study.best.config, use_tables=False)
     hyperparameters = dict(settings.hyperparameters, ensemble=k)
     published = publish(rates, tensors, spec, phase, bin_ms, plan.model,
                         type(settings)(settings.model, hyperparameters, settings.runtime), label=label,
-                        extra={"tuning": tuning | {"ensemble": k,
+                        extra={"tuning": tuning | {"ensemble": k, "ensemble_asked": asked,
                                                    "members": [t.trial_id for t in ensemble.members]}},
                         root=options.get("root"), submissions_dir=options["submissions_dir"],
                         results=options.get("results"), n_boot=options.get("n_boot", 1000))

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.arrays import EvalTargets, Tensors, TrueRates
+from ..core.atomic import file_sha256
 from ..core.errors import NlbSuiteError
 from ..core.spec import DatasetSpec, SpecError, spec_from_dict
 from ..datasets import get_spec
 from ..outputs.artifacts import latents_path, read_artifacts
-from ..outputs.results import RunRecord, file_sha256
+from ..outputs.results import RunRecord
 from ..outputs.submission import SubmissionError, read_submission
 from ..tensors import make_targets, make_tensors, make_true_rates
 from .tables import TableKey, latest_runs

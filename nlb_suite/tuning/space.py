@@ -136,11 +136,10 @@ class StudySettings:
         if self.scheduler == "asha" and self.method != "random":
             raise SearchSpaceError(f"{where}: scheduler 'asha' is for a random search; PBT schedules its "
                                    "population itself (drop scheduler or set method = \"random\")")
-        for name in ("grace_epochs", "reduction_factor"):
+        for name, least in (("grace_epochs", 1), ("reduction_factor", 2)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (2 if name == "reduction_factor" else 1):
-                raise SearchSpaceError(f"{where}: {name} must be a whole number >= "
-                                       f"{2 if name == 'reduction_factor' else 1}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise SearchSpaceError(f"{where}: {name} must be a whole number >= {least}, got {value!r}")
         if not isinstance(self.burn_in, int) or self.burn_in < 0:
             raise SearchSpaceError(f"{where}: burn_in must be a whole number of epochs >= 0, got {self.burn_in!r}")
         if not 0 < self.explore < 1:

@@ -180,7 +180,7 @@ def _tune_config(plan: StudyPlan, minimize: bool, concurrent: int) -> Any:
 
         # max_t one past the budget: the fitted model's report comes after the last epoch's.
         early_stopping = ASHAScheduler(time_attr="epoch", max_t=int(plan.base.get("max_epochs", 1)) + 1,
-                                  grace_period=settings.grace_epochs, reduction_factor=settings.reduction_factor)
+                                       grace_period=settings.grace_epochs, reduction_factor=settings.reduction_factor)
     return tune.TuneConfig(metric=OBJECTIVE, mode=mode, search_alg=search_alg, scheduler=early_stopping,
                            num_samples=settings.samples)
 

@@ -123,8 +123,6 @@ class LFADS(TorchEstimator[LFADSConfig]):
         observed = observed.to(device)
         return Batch(target.to(device), observed, observed if trained is observed else trained.to(device))
 
-
-
     # --- predict -------------------------------------------------------------------------------
 
     def predict(self, tensors: Tensors) -> Rates:

@@ -68,8 +68,6 @@ class NDT(TorchEstimator[NDTConfig]):
         target, observed = training_targets(tensors)
         return Trials(target.to(device), observed.to(device))
 
-
-
     # --- predict -------------------------------------------------------------------------------
 
     def predict(self, tensors: Tensors) -> Rates:
