@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .side_by_side import side_by_side
 from .unroll import UnrollInputs, UnrollWeights, unroll
 
 CELL_CLIP = 5.0
@@ -89,12 +90,15 @@ class Encoder(nn.Module):
 
     def forward(self, spikes: Tensor) -> EncoderOutput:
         spikes = apply_dropout(spikes, self.dropout_rate, self.training)
-        _, ic_final = self.ic_encoder(spikes)
+        if self.ci_encoder is None:
+            _, ic_final = self.ic_encoder(spikes)
+            ci = None
+        else:  # the two encoders read the same spikes: on two CPU threads they run at once
+            (_, ic_final), (ci, _) = side_by_side(self.ic_encoder, self.ci_encoder, spikes)
         ic_mean, ic_logvar = self.ic_linear(apply_dropout(ic_final, self.dropout_rate, self.training)).chunk(2, dim=1)
         ic_std = torch.sqrt(torch.exp(ic_logvar) + IC_POST_VAR_MIN)
-        if self.ci_encoder is None:
+        if ci is None:
             return EncoderOutput(ic_mean, ic_std, None)
-        ci, _ = self.ci_encoder(spikes)
         forward_part, backward_part = ci.chunk(2, dim=2)
         lag = self.ci_lag
         n_bins = ci.shape[1]
