@@ -152,6 +152,9 @@ def run_tune(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
         raise SearchSpaceError(f"--ensemble {ensemble}: must be 0 (none) or between 2 and the study's "
                                f"{members} trials")
     folder = studies_dir / run_name(spec, phase, bin_ms, model)
+    # How best.toml and the ensemble find the dataset again: a built-in by its name, a user's by
+    # its TOML file (absolute, so that the rerun works from any folder).
+    reference = str(Path(dataset).resolve()) if spec.source == "user" else spec.name
     ensure_dataset(spec, root, fetch)
     tensors = make_tensors(spec, phase, bin_ms, root)
     with ray_session(address, cpus) as cluster:
@@ -160,7 +163,7 @@ def run_tune(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
               "wall_seconds": study.wall_seconds, "objective": study.best.score,
               "searched": {dim.name: study.best.config.get(dim.name) for dim in plan.space}}
 
-    best_config = _best_config(plan, spec.name, phase, bin_ms, study.best, folder, BEST_CHECKPOINT)
+    best_config = _best_config(plan, reference, phase, bin_ms, study.best, folder, BEST_CHECKPOINT)
     best_path = write_best_config(folder / BEST_FILE, best_config, (
         f"Best configuration of the study in {folder} ({plan.settings.method}, {len(study.trials)} trials,\n"
         f"objective {study.best.score:.6g}). Rerun exactly: nlb-suite eval --config {folder / BEST_FILE}"))
@@ -169,7 +172,7 @@ def run_tune(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
 
     ensemble_run = None
     if ensemble:
-        ensemble_run = _ensemble(plan, spec.name, phase, bin_ms, study, folder, ensemble, tuning, **options)
+        ensemble_run = _ensemble(plan, reference, phase, bin_ms, study, folder, ensemble, tuning, **options)
     return TuneRun(folder, study, best, best_path, ensemble_run)
 
 
