@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import torch
@@ -93,8 +93,12 @@ def _concurrently(here: Callable[[], T], there: Callable[[], U], grad: bool) -> 
     torch.set_num_threads(1)
     try:
         future = _worker().submit(_one_thread, there, grad)
-        with torch.set_grad_enabled(grad):
-            result = here()
+        try:
+            with torch.set_grad_enabled(grad):
+                result = here()
+        except BaseException:
+            wait([future])  # not left running behind the error (nor behind the thread count's restore)
+            raise
         return result, future.result()
     finally:
         torch.set_num_threads(threads)
