@@ -104,3 +104,25 @@ def test_cli_seeds_then_ensemble_command(synthetic_root: Path, tmp_path: Path, c
     assert "ensemble of 2" in out and "co_bps" in out
     assert main(["ensemble", "synth_maze_small_val_20ms_jittered_mean_seed0", "--submissions", str(tmp_path),
                  *common]) == 2
+
+
+def test_ensemble_of_runs_on_a_users_dataset(tmp_path: Path) -> None:
+    """A user's dataset has no name to look up: the ensemble takes its spec from the members'
+    records (`nlb-suite ensemble` on two Yu 2009 runs once failed with "unknown dataset")."""
+    from nlb_suite.datasets.toml_spec import spec_to_toml
+    from nlb_suite.datasets.trial_arrays import write_trial_arrays
+
+    spikes = np.random.default_rng(0).poisson(0.05, (40, 6, 300)).astype(np.uint8)
+    spec = write_trial_arrays(tmp_path / "data", "mine", spikes, np.arange(40) % 4, heldout_units=[1, 4],
+                              align_ms=50, window_ms=(0, 200), forward_ms=40, seed=1)
+    toml = tmp_path / "data" / "mine.toml"
+    toml.write_text(spec_to_toml(spec))
+    results = tmp_path / "results.jsonl"
+    paths = [run_eval(str(toml), "jittered_mean", bin_ms=20, submissions_dir=tmp_path, results=results, n_boot=10,
+                      overrides=[f"seed={seed}"], name_suffix=f"_seed{seed}").submission for seed in (1, 2)]
+    ensemble = run_ensemble(paths, submissions_dir=tmp_path, results=results, n_boot=10)
+    assert ensemble.scores is not None and ensemble.record is not None and ensemble.record.dataset == "mine"
+    got = read_submission(ensemble.submission)["mine_20"]
+    members = [read_submission(path)["mine_20"] for path in paths]
+    np.testing.assert_allclose(got["eval_rates_heldout"],
+                               (members[0]["eval_rates_heldout"] + members[1]["eval_rates_heldout"]) / 2, rtol=1e-6)

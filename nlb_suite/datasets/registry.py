@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ..core.spec import Asset, DatasetSpec, ExpectedCounts, SpecError
+from ..core.spec import Asset, DatasetSpec, ExpectedCounts, SpecError, spec_from_dict
 from .toml_spec import load_spec_toml
 
 _MAZE_ALIGN = "move_onset_time"
@@ -241,3 +243,9 @@ def get_spec(name_or_path: str | Path) -> DatasetSpec:
             f"unknown dataset {text!r}; known datasets: {', '.join(BUILTIN)} "
             "(or give a path to a dataset .toml file)"
         ) from None
+
+
+def recorded_spec(name: str, stored: Mapping[str, Any] | None) -> DatasetSpec:
+    """The dataset of a results record: the spec the record keeps (a user's dataset, which has
+    no name to look up), else the built-in one of that name."""
+    return spec_from_dict(stored) if stored is not None else get_spec(name)

@@ -19,7 +19,7 @@ from typing import Any
 from ..core.arrays import RATE_ARRAYS, Phase, Rates, average_rates, check_phase
 from ..core.errors import NlbSuiteError
 from ..core.spec import DatasetSpec
-from ..datasets import get_spec
+from ..datasets import get_spec, recorded_spec
 from ..models.base import SEED
 from ..models.config import load_hyperparameters
 from ..outputs.artifacts import latents_path
@@ -54,6 +54,7 @@ class Member:
     hyperparameter_hash: str | None
     seed: int | None
     fit_seconds: float | None
+    spec: dict[str, Any] | None = None  # the record's spec of a dataset that is not built in
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model, "hyperparameter_hash": self.hyperparameter_hash, "seed": self.seed,
@@ -110,7 +111,7 @@ def find_members(runs: list[str | Path], *, submissions_dir: Path = DEFAULT_SUBM
         record = records.get(path.resolve())
         if record is not None:
             members.append(Member(path, record.dataset, record.phase, record.bin_ms, record.model,
-                                  record.hyperparameter_hash, record.seed, record.fit_seconds))
+                                  record.hyperparameter_hash, record.seed, record.fit_seconds, record.spec))
         elif dataset is not None and phase is not None and bin_ms is not None:
             members.append(Member(path, dataset, phase, bin_ms, "unrecorded", None, None, None))
         else:
@@ -158,7 +159,7 @@ def run_ensemble(runs: list[str | Path], *, submissions_dir: Path = DEFAULT_SUBM
     members = find_members(runs, submissions_dir=submissions_dir, results=results, dataset=dataset,
                            phase=phase, bin_ms=bin_ms)
     first = members[0]
-    spec = get_spec(first.dataset)
+    spec = recorded_spec(first.dataset, first.spec)
     started = time.perf_counter()
     rates = average_rates([member_rates(member, spec) for member in members])
     name = ensemble_name(spec, first.phase, first.bin_ms, members)

@@ -18,8 +18,8 @@ import numpy as np
 from ..core.arrays import EvalTargets, Tensors, TrueRates
 from ..core.atomic import file_sha256
 from ..core.errors import NlbSuiteError
-from ..core.spec import DatasetSpec, SpecError, spec_from_dict
-from ..datasets import get_spec
+from ..core.spec import DatasetSpec, SpecError
+from ..datasets import recorded_spec
 from ..outputs.artifacts import latents_path, read_artifacts
 from ..outputs.results import RunRecord
 from ..outputs.submission import SubmissionError, read_submission
@@ -142,7 +142,7 @@ def gather_view(records: Sequence[RunRecord], key: TableKey, root: str | Path | 
     view = View(key=key, records=chosen, runs=[])
     stored = next((record.spec for record in reversed(chosen) if record.spec is not None), None)
     try:
-        view.spec = spec_from_dict(stored) if stored is not None else get_spec(key.dataset)
+        view.spec = recorded_spec(key.dataset, stored)
     except SpecError as err:
         view.data_missing = f"dataset {key.dataset!r}: {err}"
         return view
