@@ -22,6 +22,9 @@ $(BIN)/nlb-suite: pyproject.toml constraints.txt
 	# nlb_tools 0.0.4 is the reference for the scorer tests. Its pins cannot install on Python 3.11,
 	# and it ships a top-level `tests` package, so it lives in its own folder outside site-packages.
 	$(BIN)/pip install -q --no-deps --target $(VENV)/nlb_tools_ref nlb-tools==0.0.4
+	# LFADS's C++ time loops, built here once rather than during the first fit (LFADS runs the same
+	# loops in Python where this fails).
+	$(BIN)/python -m nlb_suite.models.lfads.native
 	touch $@
 
 test: install

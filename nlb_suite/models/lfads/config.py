@@ -71,6 +71,7 @@ class LFADSConfig(Hyperparameters):
     # a second thread, and on shared cores OpenMP threads waiting on each other have made epochs
     # 30 times slower. `unroll = "autograd"` replaces the hand-written backward pass of the
     # controller + generator loop by plain autograd (same numbers; for debugging and new features).
+    # The fused loop runs in C++ where native.py could build it (NLB_SUITE_NATIVE=0: in Python).
     unroll: Literal["fused", "autograd"] = param("fused", runtime=True)
     device: str = param("auto", runtime=True)
     threads: int = param(1, low=0, runtime=True)

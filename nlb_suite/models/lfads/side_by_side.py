@@ -22,20 +22,14 @@ one after the other on one thread (tests/test_lfads_side_by_side.py).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-T = TypeVar("T")
-U = TypeVar("U")
-Outputs = tuple[Tensor, Tensor]
+from .threads import concurrently
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+Outputs = tuple[Tensor, Tensor]
 
 
 def side_by_side(first: nn.Module, second: nn.Module, x: Tensor) -> tuple[Outputs, Outputs]:
@@ -48,7 +42,7 @@ def side_by_side(first: nn.Module, second: nn.Module, x: Tensor) -> tuple[Output
         raise ValueError("side_by_side: the input must not require a gradient (the encoders read data)")
     grad = torch.is_grad_enabled()
     if not (grad and any(p.requires_grad for m in (first, second) for p in m.parameters())):
-        return _concurrently(lambda: first(x), lambda: second(x), grad)
+        return concurrently(lambda: first(x), lambda: second(x), grad)
     flat = _SideBySide.apply(first, second, x, *first.parameters(), *second.parameters())
     return (flat[0], flat[1]), (flat[2], flat[3])
 
@@ -60,7 +54,7 @@ class _SideBySide(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, first: nn.Module, second: nn.Module, x: Tensor, *parameters: Tensor) -> tuple[Tensor, ...]:
         with torch.enable_grad():
-            out_first, out_second = _concurrently(lambda: first(x), lambda: second(x), True)
+            out_first, out_second = concurrently(lambda: first(x), lambda: second(x), True)
         n_first = len(list(first.parameters()))
         ctx.inner = ((out_first, parameters[:n_first]), (out_second, parameters[n_first:]))
         return tuple(t.detach() for t in (*out_first, *out_second))
@@ -70,8 +64,8 @@ class _SideBySide(torch.autograd.Function):
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
         (out_first, params_first), (out_second, params_second) = ctx.inner
         del ctx.inner  # each inner graph is walked once
-        grads_first, grads_second = _concurrently(lambda: _walk(out_first, grads[:2], params_first),
-                                                  lambda: _walk(out_second, grads[2:], params_second), True)
+        grads_first, grads_second = concurrently(lambda: _walk(out_first, grads[:2], params_first),
+                                                 lambda: _walk(out_second, grads[2:], params_second), True)
         return (None, None, None, *grads_first, *grads_second)
 
 
@@ -84,35 +78,3 @@ def _walk(outputs: Outputs, output_grads: tuple[Tensor | None, ...],
         return tuple(None for _ in parameters)
     found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True))
     return tuple(next(found) if p.requires_grad else None for p in parameters)
-
-
-def _concurrently(here: Callable[[], T], there: Callable[[], U], grad: bool) -> tuple[T, U]:
-    """Run `there` on the worker thread and `here` on this one, both with one intra-op thread
-    and grad mode `grad`; the thread count is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        future = _worker().submit(_one_thread, there, grad)
-        try:
-            with torch.set_grad_enabled(grad):
-                result = here()
-        except BaseException:
-            wait([future])  # not left running behind the error (nor behind the thread count's restore)
-            raise
-        return result, future.result()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _one_thread(task: Callable[[], U], grad: bool) -> U:
-    torch.set_num_threads(1)  # the intra-op setting is per thread for OpenMP
-    with torch.set_grad_enabled(grad):
-        return task()
-
-
-def _worker() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfads-encoder")
-        return _executor
