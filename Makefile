@@ -24,7 +24,7 @@ $(BIN)/nlb-suite: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps --target $(VENV)/nlb_tools_ref nlb-tools==0.0.4
 	# LFADS's C++ time loops, built here once rather than during the first fit (LFADS runs the same
 	# loops in Python where this fails).
-	$(BIN)/python -m nlb_suite.models.lfads.native
+	$(BIN)/python -c 'from nlb_suite.models.lfads.native import build; build()'
 	touch $@
 
 test: install

@@ -72,7 +72,10 @@ def _ninja_on_path() -> None:
     os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
 
 
-if __name__ == "__main__":  # `make install` builds it once, so that no first fit waits for it
+
+def build() -> None:
+    """Build the extension now and say where, or why not: `make install` runs this, so that no
+    first fit waits for the compiler."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     built = unroll_extension()
     print("LFADS's C++ unroll: " + (f"built ({built.__file__})" if built is not None else "not built (see above)"))
