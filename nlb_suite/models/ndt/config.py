@@ -100,6 +100,10 @@ class STNDTConfig(NDTConfig):
     contrast_lambda: float = param(0.1, low=0)
     temperature: float = param(0.1, low=0, low_inclusive=False)
     contrast_drop: float = param(0.2, low=0, high=1, high_inclusive=False)
+    # With `gate_spatial`, each layer's spatial branch enters through a learnable scale that
+    # starts at 0 (as ReZero, Bachlechner et al. 2021, starts its residual branches), so training
+    # starts from NDT and mixes the channels only as far as that lowers the loss.
+    gate_spatial: bool = param(False)
 
     @property
     def spatial(self) -> bool:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import NDTConfig
+from .config import NDTConfig, STNDTConfig
 
 
 def band_mask(n_steps: int, backward: int, forward: int) -> Tensor | None:
@@ -79,6 +79,8 @@ class EncoderLayer(nn.Module):
             self.unit_position = nn.Parameter(torch.zeros(width, n_steps))
             self.spatial_qk = nn.Linear(n_steps, 2 * n_steps)
             self.spatial_dropout = nn.Dropout(config.dropout_attention)
+            gated = isinstance(config, STNDTConfig) and config.gate_spatial
+            self.spatial_scale = nn.Parameter(torch.zeros(())) if gated else None
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         batch, steps, width = x.shape
@@ -91,7 +93,8 @@ class EncoderLayer(nn.Module):
             tokens = states.transpose(1, 2) + self.unit_position  # (batch, channels, steps)
             query, key = self.spatial_qk(tokens).chunk(2, dim=-1)
             weights = torch.softmax(query @ key.transpose(1, 2) / math.sqrt(steps), dim=-1)
-            x = x + self.dropout(states @ self.spatial_dropout(weights).transpose(1, 2))
+            mixed = self.dropout(states @ self.spatial_dropout(weights).transpose(1, 2))
+            x = x + (mixed if self.spatial_scale is None else self.spatial_scale * mixed)
         return x + self.dropout(self.ff(self.norm_ff(x)))
 
 
