@@ -189,3 +189,21 @@ def test_explicit_attention_equals_sdpa_without_dropout() -> None:
     explicit = attention(query, key, value, mask, 1e-12)
     torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(attention(query, key, value, mask, 0.0), expected)
+
+
+def test_a_gated_stndt_starts_as_ndt_and_learns_its_spatial_scale() -> None:
+    torch.manual_seed(0)
+    n_in, n_out, steps = 6, 8, 10
+    sizes = dict(n_heads=2, n_layers=2, ff_dim=8, dropout=0.0, dropout_attention=0.0, dropout_embedding=0.0,
+                 dropout_rates=0.0)
+    gated = NDTNetwork(STNDTConfig(gate_spatial=True, **sizes), n_in, n_out, steps)
+    plain = NDTNetwork(NDTConfig(**sizes), n_in, n_out, steps)
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if "spatial" not in k and "unit_position" not in k})
+    spikes = torch.poisson(torch.full((3, steps, n_in), 0.5))
+    log_rates, _ = gated(spikes)
+    torch.testing.assert_close(log_rates, plain(spikes)[0], rtol=0, atol=0)
+    log_rates.sum().backward()
+    scales = [layer.spatial_scale for layer in gated.layers]
+    assert all(s is not None and s.grad is not None and s.grad.abs() > 0 for s in scales)
+    ungated = NDTNetwork(STNDTConfig(**sizes), n_in, n_out, steps)
+    assert all(layer.spatial_scale is None for layer in ungated.layers)
