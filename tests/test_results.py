@@ -170,3 +170,23 @@ def test_from_scores_names_metrics_as_nlb_tools_and_summarises_per_unit_co_bps(t
     assert made.submission == str(tmp_path / "sub.h5")
     append_record(made, tmp_path / "results.jsonl")
     assert read_records(tmp_path / "results.jsonl") == [made]
+
+
+def test_the_commit_is_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit made while a run trains is not recorded as the code that trained."""
+    import subprocess
+
+    from nlb_suite.outputs import results
+
+    heads = iter(["a" * 40, "b" * 40])
+
+    def rev_parse(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, stdout=next(heads) + "\n", stderr="")
+
+    results.git_commit.cache_clear()
+    monkeypatch.setattr(results.subprocess, "run", rev_parse)
+    try:
+        assert results.git_commit() == "a" * 40  # as the run starts
+        assert make_record().git_commit == "a" * 40  # as its record is written, after a commit
+    finally:
+        results.git_commit.cache_clear()

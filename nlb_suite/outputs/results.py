@@ -12,6 +12,7 @@ Non-finite numbers are stored as null, which keeps every line strict JSON for ot
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import math
@@ -90,8 +91,11 @@ def ensemble_model_name(models: list[str]) -> str:
     return f"{ENSEMBLE_PREFIX}{'+'.join(sorted(models))})"
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the nlb_suite source tree, or None outside a git checkout."""
+    """The commit of the nlb_suite source tree, or None outside a git checkout. Read once per
+    process, at the first call: a run calls it as it starts, so that a commit made during an
+    hour of training is not recorded as the code that trained."""
     try:
         done = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5,

@@ -34,7 +34,7 @@ from ..models.base import (
 from ..models.config import configured_model, load_hyperparameters
 from ..outputs import locations
 from ..outputs.artifacts import latents_path, write_artifacts
-from ..outputs.results import RunRecord, append_record, hyperparameter_hash, results_path
+from ..outputs.results import RunRecord, append_record, git_commit, hyperparameter_hash, results_path
 from ..outputs.submission import check_writable, write_submission
 from ..scoring import Scores, score
 from ..tensors import make_targets, make_tensors, make_true_rates
@@ -152,6 +152,7 @@ def run_eval(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
     member); `resume` continues an interrupted run from there. `name_suffix` is added to the run
     name of its submission and checkpoints (one seed of several: `_seed1`). `extra` goes into the
     record's `extra` (a tuned run's study)."""
+    git_commit()  # the code as the run starts (read once per process)
     spec = get_spec(dataset)
     check_phase(phase)
     spec.check_bin(bin_ms)

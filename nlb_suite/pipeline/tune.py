@@ -25,6 +25,7 @@ from ..core.errors import NlbSuiteError
 from ..datasets import get_spec
 from ..models.base import Checkpointing, EpochProgress, make_model, model_class
 from ..outputs.locations import SUBMISSIONS
+from ..outputs.results import git_commit
 from ..outputs.studies import BEST_FILE
 from ..tensors import make_tensors
 from ..tuning.cluster import check_address, ray_session
@@ -141,6 +142,7 @@ def run_tune(dataset: str, model: str, *, phase: Phase = "val", bin_ms: int = 5,
              studies_dir: Path = STUDIES) -> TuneRun:
     """Tune `model` on `dataset` (see the module's docstring); the study folder is
     `studies_dir/<dataset>_<phase>_<bin>ms_<model>/`."""
+    git_commit()  # the code as the study starts (read once per process)
     spec = get_spec(dataset)
     check_phase(phase)
     spec.check_bin(bin_ms)
